@@ -1,1 +1,25 @@
+//! hil: a hardware-in-the-loop test harness for boards that host virtual machines.
+//!
+//! The library holds everything; the `hil` binary is a thin CLI over [`cli`].
+//! Data flows: [`config`] → [`runner`] (one task per board) → [`boot`] (power, console,
+//! bootloader, Linux, SSH) → [`checks`] → [`report`].
+
+pub mod attach;
+pub mod boot;
+pub mod checks;
+pub mod cli;
+pub mod config;
+pub mod console;
+pub mod error;
+pub mod expect;
+pub mod hash;
 pub mod lab;
+pub mod lab_ctl;
+pub mod outcome;
+pub mod power;
+pub mod qmp;
+pub mod report;
+pub mod runner;
+pub mod shell;
+pub mod ssh;
+pub mod text;

@@ -1,1 +1,435 @@
-//! sim lab
+//! Simulated lab provisioning: the images an emulated aarch64 board boots, built from
+//! Debian's arm64 packages, and per-board state (host key, TFTP dir, NVMe disk).
+//!
+//! Board boot: U-Boot (`-bios u-boot.bin`) fetches `Image.gz` and `initrd.gz` over
+//! QEMU's user-net TFTP and `booti`s them; `/init` (fixtures/sim/board-init.sh) loads
+//! drivers, mounts the tools disk (nested QEMU + guest images) read-only, starts
+//! dropbear, prints `hil: board ready` and runs a root shell on the console.
+//! See shared/SIM-LAB.md for the measured facts behind the choices here.
+
+mod apt;
+mod board;
+mod cpio;
+mod elf;
+mod host;
+mod initramfs;
+mod keys;
+mod progress;
+mod tools_disk;
+
+pub use board::{prepare_board, BoardDir};
+
+use anyhow::{Context, Result};
+use progress::Progress;
+use sha2::{Digest, Sha256};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Bump when the way images are assembled changes, so cached images are rebuilt.
+pub const RECIPE_VERSION: &str = "1";
+
+/// The board's /init.
+pub const BOARD_INIT: &str = include_str!("../../../fixtures/sim/board-init.sh");
+/// The nested guest's /init.
+pub const GUEST_INIT: &str = include_str!("../../../fixtures/sim/guest-init.sh");
+/// /usr/bin/qemu-system-aarch64 on the board.
+pub const QEMU_WRAPPER: &str = include_str!("../../../fixtures/sim/qemu-wrapper.sh");
+
+/// Path of the guest kernel and initrd on the board (tools disk mount point + files).
+pub const BOARD_GUEST_KERNEL: &str = "/opt/tools/guest/Image";
+pub const BOARD_GUEST_INITRD: &str = "/opt/tools/guest/initrd.gz";
+
+/// Root of all cached lab state: $HIL_CACHE if set, else $HOME/.cache/hil.
+pub fn cache_root() -> PathBuf {
+    cache_root_from(std::env::var_os("HIL_CACHE"), std::env::var_os("HOME"))
+}
+
+fn cache_root_from(hil_cache: Option<OsString>, home: Option<OsString>) -> PathBuf {
+    match (hil_cache, home) {
+        (Some(p), _) if !p.is_empty() => PathBuf::from(p),
+        (_, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".cache/hil"),
+        _ => std::env::temp_dir().join("hil-cache"),
+    }
+}
+
+/// The host's qemu-system-aarch64 (installed with the other host tools when missing).
+pub fn host_qemu() -> Result<PathBuf> {
+    Ok(host::ensure_tools(&|m| eprintln!("lab: {m}"))?.qemu)
+}
+
+/// The shared images of the sim lab (same for every sim board).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimImages {
+    /// cache_root()/images/<key>/ ; key = hash of all inputs
+    pub dir: PathBuf,
+    /// u-boot.bin for qemu_arm64 (from host package u-boot-qemu)
+    pub u_boot: PathBuf,
+    /// Image.gz: gzip-compressed arm64 Image; booti needs kernel_comp_addr_r/kernel_comp_size
+    pub kernel: PathBuf,
+    /// e.g. "6.1.0-41-arm64"
+    pub kernel_version: String,
+    /// initrd.gz: busybox, dropbear + libs, modules, /init
+    pub host_initrd: PathBuf,
+    /// tools.img: ext4, mounted read-only on /opt/tools by the board
+    pub tools_disk: PathBuf,
+    /// OpenSSH ed25519 private key; its .pub is root's authorized key on every board
+    pub client_key: PathBuf,
+    /// The cache key (the name of `dir`).
+    pub key: String,
+    /// manifest.json: package versions, file hashes, kernel version, build time.
+    pub manifest: PathBuf,
+}
+
+impl SimImages {
+    fn at(dir: PathBuf, key: &str, kernel_version: &str, client_key: PathBuf) -> Self {
+        Self {
+            u_boot: dir.join("u-boot.bin"),
+            kernel: dir.join("Image.gz"),
+            kernel_version: kernel_version.to_string(),
+            host_initrd: dir.join("initrd.gz"),
+            tools_disk: dir.join("tools.img"),
+            client_key,
+            key: key.to_string(),
+            manifest: dir.join("manifest.json"),
+            dir,
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        // manifest.json is written last, inside a dir that is renamed into place.
+        [
+            &self.manifest,
+            &self.u_boot,
+            &self.kernel,
+            &self.host_initrd,
+            &self.tools_disk,
+        ]
+        .iter()
+        .all(|p| p.is_file())
+    }
+}
+
+/// Options: whether to draw progress bars (indicatif) – false when stderr is not a tty,
+/// lines of text instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildOptions {
+    pub progress: bool,
+}
+
+impl BuildOptions {
+    /// Bars when stderr is a terminal, lines otherwise.
+    pub fn detect() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            progress: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+/// Idempotent and cached: returns at once (well under 1 s) when everything is already
+/// built for the same inputs. `HIL_REBUILD=1` forces re-resolution and a rebuild.
+pub async fn build(opts: &BuildOptions) -> Result<SimImages> {
+    let opts = *opts;
+    tokio::task::spawn_blocking(move || build_blocking(&opts))
+        .await
+        .context("lab build task failed")?
+}
+
+/// Blocking version of [`build`], for callers outside a runtime.
+pub fn build_blocking(opts: &BuildOptions) -> Result<SimImages> {
+    let root = cache_root();
+    let force = std::env::var("HIL_REBUILD").is_ok_and(|v| v == "1");
+    let progress = Progress::new(opts.progress);
+    let note = |m: &str| progress.note(m);
+    let tools = host::ensure_tools(&note)?;
+    let (client_key, client_pub) = keys::ensure_client_key(&tools, &root.join("keys"))?;
+    let res = apt::resolve(&tools, &root, RECIPE_VERSION, force, &note)?;
+    let uboot_sha = host::sha256_file(&tools.u_boot)?;
+    let key = cache_key(&res, &uboot_sha, &client_pub);
+    let images_root = root.join("images");
+    let images = SimImages::at(
+        images_root.join(&key),
+        &key,
+        &res.kernel_version,
+        client_key,
+    );
+    if !force && images.is_complete() {
+        return Ok(images);
+    }
+    std::fs::create_dir_all(&images_root)?;
+    let _lock = Lock::exclusive(&images_root.join(".lock"), &note)?;
+    if !force && images.is_complete() {
+        return Ok(images); // a concurrent build finished while we waited
+    }
+    assemble(
+        &tools,
+        &res,
+        &root,
+        &images,
+        &client_pub,
+        &uboot_sha,
+        &progress,
+    )?;
+    Ok(images)
+}
+
+/// sha256 over everything the images are made of; the first 16 hex digits name the dir.
+fn cache_key(res: &apt::Resolution, uboot_sha: &str, client_pub: &str) -> String {
+    let mut h = Sha256::new();
+    let mut line = |s: String| {
+        h.update(s.as_bytes());
+        h.update(b"\n");
+    };
+    line(format!("recipe {RECIPE_VERSION}"));
+    line(format!("kernel {}", res.kernel_pkg));
+    for p in &res.packages {
+        line(format!("pkg {} {} {}", p.name, p.arch, p.version));
+    }
+    for (name, text) in [
+        ("board-init", BOARD_INIT),
+        ("guest-init", GUEST_INIT),
+        ("qemu-wrapper", QEMU_WRAPPER),
+    ] {
+        line(format!("{name} {}", hex::encode(Sha256::digest(text))));
+    }
+    line(format!(
+        "board-modules {}",
+        initramfs::BOARD_MODULES.join(" ")
+    ));
+    line(format!(
+        "guest-modules {}",
+        initramfs::GUEST_MODULES.join(" ")
+    ));
+    line(format!("u-boot {uboot_sha}"));
+    line(format!("client {}", client_pub.trim()));
+    hex::encode(h.finalize())[..16].to_string()
+}
+
+/// Serializes builds across processes (flock; released when the file closes).
+struct Lock(#[allow(dead_code)] std::fs::File);
+
+impl Lock {
+    fn exclusive(path: &Path, note: &dyn Fn(&str)) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            note("another lab build is running; waiting for it");
+            // SAFETY: as above.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("flock");
+            }
+        }
+        Ok(Self(f))
+    }
+}
+
+fn file_entry(path: &Path) -> Result<serde_json::Value> {
+    Ok(serde_json::json!({
+        "size": std::fs::metadata(path)?.len(),
+        "sha256": host::sha256_file(path)?,
+    }))
+}
+
+/// The slow path: download, extract and assemble everything into a fresh dir, then
+/// rename it into place (so an interrupted build never looks complete).
+fn assemble(
+    tools: &host::Tools,
+    res: &apt::Resolution,
+    root: &Path,
+    images: &SimImages,
+    client_pub: &str,
+    uboot_sha: &str,
+    progress: &Progress,
+) -> Result<()> {
+    let started = Instant::now();
+    let kver = &res.kernel_version;
+    let debs = root.join("debs");
+    let work_root = root.join("work");
+    // We hold the build lock: anything under work/ is a leftover of a killed build.
+    let _ = std::fs::remove_dir_all(&work_root);
+    let work = work_root.join(&images.key);
+    let out = images.dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&out);
+    for d in [&debs, &work, &out] {
+        std::fs::create_dir_all(d)?;
+    }
+
+    let missing = apt::missing(&debs, &res.packages);
+    if missing.is_empty() {
+        progress.note(&format!("all {} packages cached", res.packages.len()));
+    } else {
+        let n = missing.len() as u64;
+        let bytes: u64 = missing.iter().map(|p| p.size).sum();
+        let step = progress.counted(&format!("downloading {n} packages"), n);
+        apt::download(tools, &debs, &missing, &|| step.inc())?;
+        step.done(&host::mib(bytes));
+    }
+
+    let ext = work.join("root");
+    let step = progress.counted(
+        &format!("extracting {} packages", res.packages.len()),
+        res.packages.len() as u64,
+    );
+    for p in &res.packages {
+        apt::extract(tools, &apt::deb_path(&debs, p), &ext)?;
+        step.inc();
+    }
+    step.done("");
+
+    let vmlinuz = ext.join(format!("boot/vmlinuz-{kver}"));
+    let kimage = std::fs::read(&vmlinuz)
+        .with_context(|| format!("{} missing from {}", vmlinuz.display(), res.kernel_pkg))?;
+    // Image.gz on a second core while the rest is assembled.
+    let kernel_gz = std::thread::scope(|s| -> Result<u64> {
+        let gz = s.spawn(|| -> Result<u64> {
+            let z = host::gzip(tools, &kimage, 9)?;
+            std::fs::write(out.join("Image.gz"), &z)?;
+            Ok(z.len() as u64)
+        });
+
+        let step = progress.step("selecting kernel modules");
+        host::run(
+            std::process::Command::new(&tools.depmod)
+                .arg("-b")
+                .arg(&ext)
+                .arg(kver),
+        )?;
+        let board_mods = work.join("board-modules");
+        let guest_mods = work.join("guest-modules");
+        let b = initramfs::modules_tree(tools, &ext, kver, initramfs::BOARD_MODULES, &board_mods)?;
+        let g = initramfs::modules_tree(tools, &ext, kver, initramfs::GUEST_MODULES, &guest_mods)?;
+        step.done(&format!("board {}, guest {}", host::mib(b), host::mib(g)));
+
+        let step = progress.step("assembling host initramfs");
+        let board = initramfs::board(&ext, &board_mods, BOARD_INIT, QEMU_WRAPPER, client_pub)?;
+        let z = initramfs::gzip_archive(tools, &board.archive)?;
+        std::fs::write(out.join("initrd.gz"), &z)?;
+        step.done(&format!(
+            "{} ({} unpacked)",
+            host::mib(z.len() as u64),
+            host::mib(board.archive.data_size())
+        ));
+
+        let step = progress.step("assembling guest initramfs");
+        let guest = initramfs::guest(&ext, &guest_mods, GUEST_INIT)?;
+        let guest_gz = initramfs::gzip_archive(tools, &guest)?;
+        step.done(&host::mib(guest_gz.len() as u64));
+
+        let step = progress.step("assembling tools disk");
+        let tree = work.join("tools");
+        let t = tools_disk::populate(&ext, &board.libs, &vmlinuz, &guest_gz, &tree)?;
+        let size = tools_disk::make_image(tools, &tree, &t, &out.join("tools.img"))?;
+        step.done(&format!(
+            "{} of files ({} libraries) in a {} ext4 image",
+            host::mib(t.bytes),
+            t.libs,
+            host::mib(size)
+        ));
+
+        let step = progress.step("compressing kernel");
+        let n = gz
+            .join()
+            .map_err(|_| anyhow::anyhow!("kernel compression panicked"))??;
+        step.done(&format!("Image.gz {}", host::mib(n)));
+        Ok(n)
+    })?;
+
+    std::fs::copy(&tools.u_boot, out.join("u-boot.bin"))?;
+
+    let step = progress.step("writing manifest");
+    let mut files = serde_json::Map::new();
+    for f in ["u-boot.bin", "Image.gz", "initrd.gz", "tools.img"] {
+        files.insert(f.to_string(), file_entry(&out.join(f))?);
+    }
+    let built_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let manifest = serde_json::json!({
+        "recipe_version": RECIPE_VERSION,
+        "key": images.key,
+        "built_at": built_at,
+        "build_seconds": started.elapsed().as_secs_f64(),
+        "kernel_package": res.kernel_pkg,
+        "kernel_version": kver,
+        "kernel_gz_size": kernel_gz,
+        "u_boot_source": tools.u_boot,
+        "u_boot_sha256": uboot_sha,
+        "tools_disk": { "fs": "ext4", "label": tools_disk::LABEL, "mount": "/opt/tools" },
+        "packages": res.packages.iter().map(|p| serde_json::json!({
+            "name": p.name, "arch": p.arch, "version": p.version, "sha256": p.sha256,
+        })).collect::<Vec<_>>(),
+        "files": files,
+    });
+    std::fs::write(
+        out.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )?;
+    if images.dir.exists() {
+        std::fs::remove_dir_all(&images.dir)?; // HIL_REBUILD=1 over a complete build
+    }
+    std::fs::rename(&out, &images.dir)?;
+    let _ = std::fs::remove_dir_all(&work_root);
+    step.done(&format!(
+        "images in {} ({:.0} s in all)",
+        images.dir.display(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn res(version: &str) -> apt::Resolution {
+        apt::Resolution {
+            kernel_pkg: "linux-image-6.1.0-41-arm64".into(),
+            kernel_version: "6.1.0-41-arm64".into(),
+            packages: vec![apt::Pkg {
+                name: "libc6".into(),
+                arch: "arm64".into(),
+                version: version.into(),
+                size: 1,
+                sha256: "x".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn cache_key_tracks_inputs() {
+        let a = cache_key(&res("2.36-9"), "u", "ssh-ed25519 AAAA1");
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, cache_key(&res("2.36-9"), "u", "ssh-ed25519 AAAA1"));
+        assert_ne!(a, cache_key(&res("2.36-10"), "u", "ssh-ed25519 AAAA1"));
+        assert_ne!(a, cache_key(&res("2.36-9"), "v", "ssh-ed25519 AAAA1"));
+        assert_ne!(a, cache_key(&res("2.36-9"), "u", "ssh-ed25519 AAAA2"));
+    }
+
+    #[test]
+    fn cache_root_prefers_hil_cache() {
+        let os = |s: &str| Some(OsString::from(s));
+        assert_eq!(cache_root_from(os("/x/y"), os("/h")), PathBuf::from("/x/y"));
+        assert_eq!(
+            cache_root_from(os(""), os("/h")),
+            PathBuf::from("/h/.cache/hil")
+        );
+        assert_eq!(
+            cache_root_from(None, os("/h")),
+            PathBuf::from("/h/.cache/hil")
+        );
+    }
+
+    #[test]
+    fn scripts_are_embedded() {
+        assert!(BOARD_INIT.contains("log \"board ready\""));
+        assert!(GUEST_INIT.contains("guest ready"));
+        assert!(BOARD_INIT.starts_with("#!/bin/sh"));
+    }
+}

@@ -1,0 +1,128 @@
+//! `hil console BOARD`: the live console in the terminal. Output is shown (and logged) as
+//! the broker receives it; typed input goes to the board; Ctrl-] quits.
+//!
+//! A sim board that is `up` is attached to (and resumed if paused); otherwise a sim board
+//! is powered on here and off again on exit; a real board's serial device is opened.
+
+use crate::config::Board;
+use crate::console::{Console, Event};
+use crate::outcome::exit;
+use crate::power::Power;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use tokio::io::AsyncReadExt;
+
+const QUIT: u8 = 0x1d; // Ctrl-]
+
+pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
+    let mut power: Option<Power> = None;
+    let (board, log_dir, device) = if board.simulated {
+        let (b, dir) = crate::lab_ctl::sim_board(path, board).await?;
+        if let Some(st) = crate::lab_ctl::running(&dir) {
+            let console = open(&b, &st.pty, &dir)?;
+            if let Ok(mut q) = crate::qmp::Qmp::connect_unix(&st.qmp).await {
+                let _ = q.execute("cont", None).await;
+            }
+            return bridge(console).await;
+        }
+        let mut p = Power::new(&b, dir.join("console"));
+        let pty = p.arm().await?.unwrap_or_default();
+        power = Some(p);
+        (b, dir, pty)
+    } else {
+        let dev = board.console.device.clone();
+        (board.clone(), PathBuf::from("reports").join("console"), dev)
+    };
+    let console = open(&board, &device, &log_dir)?;
+    if let Some(p) = power.as_mut() {
+        p.on().await?;
+    }
+    let code = bridge(console).await;
+    if let Some(p) = power.as_mut() {
+        let _ = p.off().await;
+    }
+    code
+}
+
+fn open(board: &Board, device: &str, log_dir: &std::path::Path) -> anyhow::Result<Console> {
+    let log = log_dir.join(format!("console-{}.log", board.name));
+    let c = Console::open(
+        device,
+        board.console.baud,
+        &log,
+        &format!("hil console {}", board.name),
+    )?;
+    eprintln!(
+        "hil: console of {} on {device} (log {}); Ctrl-] quits",
+        board.name,
+        log.display()
+    );
+    Ok(c)
+}
+
+async fn bridge(console: Console) -> anyhow::Result<i32> {
+    let mut rx = console.subscribe();
+    let _raw = RawTerminal::enter();
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 1024];
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(Event::Data(d)) => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&d);
+                    let _ = out.flush();
+                }
+                Some(Event::Closed(reason)) => {
+                    eprintln!("\r\nhil: {reason}");
+                    return Ok(exit::INFRASTRUCTURE);
+                }
+                None => return Ok(exit::INFRASTRUCTURE),
+            },
+            n = stdin.read(&mut buf), if stdin_open => match n {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    if let Some(p) = buf[..n].iter().position(|b| *b == QUIT) {
+                        if p > 0 { console.send(buf[..p].to_vec()); }
+                        eprintln!("\r\nhil: console closed");
+                        return Ok(exit::OK);
+                    }
+                    console.send(buf[..n].to_vec());
+                }
+            },
+        }
+    }
+}
+
+/// Puts the controlling terminal in raw mode while the console is attached (so Ctrl-C
+/// reaches the board), and restores it on drop. Does nothing when stdin is not a tty.
+struct RawTerminal(Option<libc::termios>);
+
+impl RawTerminal {
+    fn enter() -> RawTerminal {
+        if !std::io::stdin().is_terminal() {
+            return RawTerminal(None);
+        }
+        // SAFETY: termios calls on fd 0, which is a terminal (checked above).
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return RawTerminal(None);
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+            RawTerminal(Some(saved))
+        }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(t) = self.0 {
+            // SAFETY: restoring the attributes saved from the same fd.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
+        }
+    }
+}

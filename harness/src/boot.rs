@@ -1,0 +1,250 @@
+//! The boot state machine of one board: Off → Bootloader → Linux (console) → Linux (SSH).
+//!
+//! `reach(state)` walks the edges from wherever the board is. Each edge has its own timeout
+//! from the board file. U-Boot is typed at over the console, exactly as on a real board.
+
+use crate::config::Board;
+use crate::console::Console;
+use crate::error::StepError;
+use crate::expect::{linux_death_patterns, DeathPattern, ExpectError, Expecter};
+use crate::power::Power;
+use crate::shell::ConsoleShell;
+use crate::ssh::{SshSession, SshTarget};
+use regex::bytes::Regex;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    Off,
+    Bootloader,
+    LinuxConsole,
+    LinuxSsh,
+}
+
+/// U-Boot failures (DOMAIN.md) seen after a command: the lab (TFTP server, images) failed.
+fn uboot_errors() -> Vec<DeathPattern> {
+    vec![
+        DeathPattern::new("TFTP failed", r"TFTP error: '[^']*' \(\d+\)"),
+        DeathPattern::new("TFTP failed", r"Retry count exceeded"),
+        DeathPattern::new("not an arm64 kernel Image", r"Bad Linux ARM64 Image magic!"),
+        DeathPattern::new(
+            "U-Boot does not know the command",
+            r"Unknown command '[^']*'",
+        ),
+    ]
+}
+
+pub struct BoardSession {
+    pub board: Board,
+    pub run_dir: PathBuf,
+    pub power: Power,
+    pub state: State,
+    console: Option<Console>,
+    shell: Option<ConsoleShell>,
+    /// The expecter that followed U-Boot, kept so no output is missed before `booti`.
+    bootloader_expecter: Option<Expecter>,
+    ssh: Option<SshSession>,
+    ssh_target: Option<SshTarget>,
+    /// Facts learned while booting (kernel release...), for report properties.
+    pub facts: BTreeMap<String, String>,
+}
+
+impl BoardSession {
+    /// `board` must already have its placeholders expanded.
+    pub fn new(board: Board, run_dir: PathBuf, ssh_target: Option<SshTarget>) -> BoardSession {
+        let power = Power::new(&board, run_dir.clone());
+        BoardSession {
+            board,
+            run_dir,
+            power,
+            state: State::Off,
+            console: None,
+            shell: None,
+            bootloader_expecter: None,
+            ssh: None,
+            ssh_target,
+            facts: BTreeMap::new(),
+        }
+    }
+
+    pub fn console(&self) -> Option<&Console> {
+        self.console.as_ref()
+    }
+
+    pub async fn reach(&mut self, target: State) -> Result<(), StepError> {
+        while self.state < target {
+            match self.state {
+                State::Off => self.power_on_to_bootloader().await?,
+                State::Bootloader => self.boot_linux().await?,
+                State::LinuxConsole => self.connect_ssh().await?,
+                State::LinuxSsh => unreachable!("highest state"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Powers the board off and forgets its sessions (after a panic, or at the end).
+    pub async fn power_off(&mut self) -> Result<(), StepError> {
+        self.ssh = None;
+        self.shell = None;
+        self.bootloader_expecter = None;
+        if let Some(c) = &self.console {
+            c.mark("power off");
+        }
+        let r = self.power.off().await;
+        self.console = None;
+        self.state = State::Off;
+        r.map_err(StepError::from)
+    }
+
+    async fn power_on_to_bootloader(&mut self) -> Result<(), StepError> {
+        let b = &self.board;
+        let device = self
+            .power
+            .arm()
+            .await?
+            .unwrap_or_else(|| b.console.device.clone());
+        let console = Console::open(
+            &device,
+            b.console.baud,
+            &self.run_dir.join("console.log"),
+            &format!("board {}", b.name),
+        )
+        .map_err(|e| StepError::Infra(format!("console {device}: {e}")))?;
+        let mut exp = Expecter::new(console.subscribe(), vec![]);
+        console.mark(format!("power on (console {device})"));
+        self.console = Some(console.clone());
+        self.power.on().await?;
+        let bl = &self.board.bootloader;
+        let autoboot = Regex::new(&regex::escape(&bl.autoboot)).expect("escaped literal");
+        let prompt = Regex::new(&regex::escape(&bl.prompt)).expect("escaped literal");
+        let t = Duration::from_secs(bl.timeout_s);
+        let m = exp.expect(&[&autoboot, &prompt], t).await.map_err(|e| match e {
+            ExpectError::Timeout { tail, .. } => StepError::Infra(format!(
+                "bootloader: neither \"{}\" nor the prompt \"{}\" within {} s after power-on; last output: {tail:?}",
+                bl.autoboot, bl.prompt, bl.timeout_s
+            )),
+            e => e.into(),
+        })?;
+        if m.index == 0 {
+            console.send(bl.interrupt.clone());
+            exp.expect(&[&prompt], t).await.map_err(|e| match e {
+                ExpectError::Timeout { tail, .. } => StepError::Infra(format!(
+                    "bootloader: autoboot interrupted but no prompt \"{}\" within {} s (autoboot missed?); last output: {tail:?}",
+                    bl.prompt, bl.timeout_s
+                )),
+                e => e.into(),
+            })?;
+        }
+        self.state = State::Bootloader;
+        // Commands: each must come back to the prompt; U-Boot errors are lab failures.
+        exp.death = uboot_errors();
+        let bootargs = format!(
+            "setenv bootargs '{}'",
+            self.board.linux.bootargs.replace('\'', "")
+        );
+        let commands: Vec<String> = self
+            .board
+            .bootloader
+            .commands
+            .iter()
+            .cloned()
+            .chain([bootargs])
+            .collect();
+        let ct = Duration::from_secs(self.board.bootloader.command_timeout_s);
+        for cmd in commands {
+            exp.clear();
+            console.send(format!("{cmd}\r"));
+            exp.expect(&[&prompt], ct).await.map_err(|e| match e {
+                ExpectError::Death { name, line } => StepError::Infra(format!("bootloader: `{cmd}`: {name}: {line}")),
+                ExpectError::Timeout { tail, .. } => StepError::Infra(format!(
+                    "bootloader: `{cmd}` did not return to the prompt within {} s; last output: {tail:?}",
+                    ct.as_secs()
+                )),
+                e => e.into(),
+            })?;
+        }
+        self.bootloader_expecter = Some(exp);
+        Ok(())
+    }
+
+    async fn boot_linux(&mut self) -> Result<(), StepError> {
+        let console = self
+            .console
+            .clone()
+            .ok_or_else(|| StepError::Harness("boot without console".into()))?;
+        let mut exp = self
+            .bootloader_expecter
+            .take()
+            .unwrap_or_else(|| Expecter::new(console.subscribe(), vec![]));
+        let mut death = uboot_errors();
+        death.extend(linux_death_patterns());
+        exp.death = death;
+        exp.clear();
+        let l = self.board.linux.clone();
+        console.send(format!("{}\r", self.board.bootloader.boot_command));
+        let t = Duration::from_secs(l.boot_timeout_s);
+        let started = tokio::time::Instant::now();
+        let fail = |what: &str, e: ExpectError| match e {
+            ExpectError::Timeout { tail, .. } => StepError::Infra(format!(
+                "linux: {what} not seen within {} s after `{}`; last output: {tail:?}",
+                t.as_secs(),
+                self.board.bootloader.boot_command
+            )),
+            e => e.into(),
+        };
+        if let Some(ready) = &l.ready {
+            let re = Regex::new(ready).map_err(|e| StepError::Harness(e.to_string()))?;
+            exp.expect(&[&re], t)
+                .await
+                .map_err(|e| fail(&format!("ready line /{ready}/"), e))?;
+        }
+        exp.death = linux_death_patterns();
+        let left = t.saturating_sub(started.elapsed());
+        let mut shell = ConsoleShell::new(console.clone(), exp, &l.prompt)
+            .map_err(|e| StepError::Harness(e.to_string()))?;
+        shell
+            .init(left.max(Duration::from_secs(l.shell_timeout_s)))
+            .await?;
+        let st = Duration::from_secs(l.shell_timeout_s);
+        if let Ok(o) = shell.run("uname -r", st).await {
+            self.facts
+                .insert("kernel".into(), o.output.trim().to_string());
+        }
+        self.facts.insert(
+            "boot_seconds".into(),
+            format!("{:.1}", started.elapsed().as_secs_f64()),
+        );
+        self.shell = Some(shell);
+        self.state = State::LinuxConsole;
+        Ok(())
+    }
+
+    async fn connect_ssh(&mut self) -> Result<(), StepError> {
+        let target = self.ssh_target.clone().ok_or_else(|| {
+            StepError::Blocked(format!(
+                "board {} has no [ssh] table; checks with via = \"ssh\" need one",
+                self.board.name
+            ))
+        })?;
+        let t = Duration::from_secs(self.board.ssh.as_ref().map_or(60, |s| s.connect_timeout_s));
+        let sess = target.connect(t, &self.run_dir.join("ssh.log")).await?;
+        self.ssh = Some(sess);
+        self.state = State::LinuxSsh;
+        Ok(())
+    }
+
+    pub fn shell(&mut self) -> Result<&mut ConsoleShell, StepError> {
+        self.shell
+            .as_mut()
+            .ok_or_else(|| StepError::Harness("no console shell: board not in Linux".into()))
+    }
+
+    pub fn ssh(&self) -> Result<&SshSession, StepError> {
+        self.ssh
+            .as_ref()
+            .ok_or_else(|| StepError::Harness("no SSH session: board not reached over SSH".into()))
+    }
+}

@@ -1,0 +1,160 @@
+//! The generic `shell` check: run a command on the console or over SSH; pass when the exit
+//! status is the expected one and the output matches the expected regex.
+
+use super::CheckOutput;
+use crate::boot::BoardSession;
+use crate::config::load::from_table;
+use crate::config::{ConfigError, Via};
+use crate::error::StepError;
+use crate::outcome::Outcome;
+use regex::Regex;
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    command: String,
+    /// Regex the output must match (multi-line mode: `^`/`$` match at line ends).
+    expect: Option<String>,
+    #[serde(default)]
+    exit_status: i32,
+}
+
+#[derive(Debug)]
+pub struct ShellCheck {
+    pub command: String,
+    pub expect: Option<Regex>,
+    pub exit_status: i32,
+}
+
+impl ShellCheck {
+    pub fn from_params(
+        path: &Path,
+        key: &str,
+        params: toml::Table,
+    ) -> Result<ShellCheck, ConfigError> {
+        let p: Params = from_table(path, key, params)?;
+        let expect = match p.expect {
+            Some(e) => Some(Regex::new(&format!("(?m){e}")).map_err(|err| {
+                ConfigError::new(
+                    path,
+                    format!("{key}.expect"),
+                    format!("is not a valid regex: {err}"),
+                )
+            })?),
+            None => None,
+        };
+        if p.command.trim().is_empty() {
+            return Err(ConfigError::new(
+                path,
+                format!("{key}.command"),
+                "is empty; expected a shell command",
+            ));
+        }
+        Ok(ShellCheck {
+            command: p.command,
+            expect,
+            exit_status: p.exit_status,
+        })
+    }
+
+    pub async fn run(
+        &self,
+        s: &mut BoardSession,
+        via: Via,
+        timeout: Duration,
+    ) -> Result<CheckOutput, StepError> {
+        let out = match via {
+            Via::Console => s.shell()?.run(&self.command, timeout).await?,
+            Via::Ssh => s.ssh()?.exec(&self.command, timeout).await?,
+        };
+        Ok(self.judge(&out.output, out.status))
+    }
+
+    fn judge(&self, output: &str, status: i32) -> CheckOutput {
+        let mut figures = serde_json::Map::new();
+        figures.insert("exit_status".into(), status.into());
+        let mut problems = Vec::new();
+        if status != self.exit_status {
+            problems.push(format!(
+                "exit status {status}, expected {}",
+                self.exit_status
+            ));
+        }
+        if let Some(re) = &self.expect {
+            if !re.is_match(output) {
+                problems.push(format!(
+                    "output does not match /{}/",
+                    re.as_str().trim_start_matches("(?m)")
+                ));
+            }
+        }
+        let excerpt: String = output.trim().chars().take(300).collect();
+        if problems.is_empty() {
+            CheckOutput {
+                outcome: Some(Outcome::Pass),
+                message: format!("`{}`: {excerpt}", self.command),
+                figures,
+            }
+        } else {
+            CheckOutput {
+                outcome: Some(Outcome::Fail),
+                message: format!(
+                    "`{}`: {}; output: {excerpt:?}",
+                    self.command,
+                    problems.join("; ")
+                ),
+                figures,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(expect: Option<&str>, exit: i32) -> ShellCheck {
+        let mut t = toml::Table::new();
+        t.insert("command".into(), "uname -m".into());
+        if let Some(e) = expect {
+            t.insert("expect".into(), e.into());
+        }
+        t.insert("exit_status".into(), (exit as i64).into());
+        ShellCheck::from_params(Path::new("s.toml"), "check[0]", t).unwrap()
+    }
+
+    #[test]
+    fn judges_status_and_output() {
+        assert_eq!(
+            check(Some("^aarch64$"), 0).judge("aarch64\n", 0).outcome,
+            Some(Outcome::Pass)
+        );
+        let f = check(Some("^aarch64$"), 0).judge("x86_64\n", 0);
+        assert_eq!(f.outcome, Some(Outcome::Fail));
+        assert!(
+            f.message.contains("does not match /^aarch64$/"),
+            "{}",
+            f.message
+        );
+        let f = check(None, 0).judge("", 1);
+        assert!(f.message.contains("exit status 1, expected 0"));
+        assert_eq!(check(None, 3).judge("", 3).outcome, Some(Outcome::Pass));
+    }
+
+    #[test]
+    fn bad_params_name_the_key() {
+        let mut t = toml::Table::new();
+        t.insert("command".into(), "true".into());
+        t.insert("expect".into(), "(".into());
+        let e = ShellCheck::from_params(Path::new("s.toml"), "check[3]", t).unwrap_err();
+        assert_eq!(e.key, "check[3].expect");
+        let mut t = toml::Table::new();
+        t.insert("comand".into(), "true".into());
+        let e = ShellCheck::from_params(Path::new("s.toml"), "check[1]", t).unwrap_err();
+        assert!(e.to_string().contains("check[1]"), "{e}");
+        assert!(e.message.contains("unknown field `comand`"), "{e}");
+    }
+}

@@ -1,0 +1,238 @@
+//! The `hil` command line: parsing and dispatch. Each subcommand is a thin call into the
+//! library; every error ends here, printed once, mapped to an exit code.
+
+use crate::config::{board, Board, ConfigErrors, Suite};
+use crate::outcome::exit;
+use crate::runner::{BoardPlan, RunOptions};
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "hil",
+    version,
+    about = "Hardware-in-the-loop tests for boards that host VMs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a suite on one or more boards.
+    Run {
+        suite: PathBuf,
+        /// Board name (boards/NAME.toml); repeat for several.
+        #[arg(long = "board", default_value = "sim-rk3588")]
+        boards: Vec<String>,
+        /// Report directory (default: reports/<run-id>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List board files; `check` validates them all.
+    Boards {
+        #[arg(value_parser = ["check"])]
+        action: Option<String>,
+    },
+    /// The simulated lab.
+    Lab {
+        #[command(subcommand)]
+        action: LabCmd,
+    },
+    /// Live console of a board: shows its output, passes typed input (Ctrl-] quits).
+    Console { board: String },
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Download and assemble the sim images (cached).
+    Build { board: Option<String> },
+    /// Start a sim board in the background, paused until `hil console` attaches.
+    Up {
+        #[arg(default_value = "sim-rk3588")]
+        board: String,
+    },
+    /// Stop a sim board started with `up`.
+    Down {
+        #[arg(default_value = "sim-rk3588")]
+        board: String,
+    },
+}
+
+/// Errors that map to "bad usage or configuration".
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::CONFIG
+            } else {
+                exit::OK
+            };
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::HARNESS;
+        }
+    };
+    let r = rt.block_on(dispatch(cli));
+    let code = match r {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(c) = e.downcast_ref::<ConfigErrors>() {
+                eprintln!("error: {c}");
+                exit::CONFIG
+            } else if let Some(u) = e.downcast_ref::<UsageError>() {
+                eprintln!("error: {u}");
+                exit::CONFIG
+            } else {
+                eprintln!("error: {e:#}");
+                exit::INFRASTRUCTURE
+            }
+        }
+    };
+    // Blocking SSH calls may still be waiting on a dead board; do not wait for them.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.cmd {
+        Cmd::Run { suite, boards, out } => run(suite, boards, out).await,
+        Cmd::Boards { action } => boards_cmd(action.is_some()),
+        Cmd::Lab { action } => match action {
+            LabCmd::Build { board } => lab_build(board).await,
+            LabCmd::Up { board } => crate::lab_ctl::up(&load_board(&board)?)
+                .await
+                .map(|_| exit::OK),
+            LabCmd::Down { board } => crate::lab_ctl::down(&load_board(&board)?)
+                .await
+                .map(|_| exit::OK),
+        },
+        Cmd::Console { board } => crate::attach::console(&load_board(&board)?).await,
+    }
+}
+
+fn load_board(name: &str) -> anyhow::Result<(PathBuf, Board)> {
+    let path = board::find(name).map_err(|e| ConfigErrors(vec![e]))?;
+    let b = Board::load(&path)?;
+    Ok((path, b))
+}
+
+async fn run(suite: PathBuf, boards: Vec<String>, out: Option<PathBuf>) -> anyhow::Result<i32> {
+    let suite = Suite::load(&suite)?;
+    let mut plans = Vec::new();
+    let mut errs = Vec::new();
+    for name in &boards {
+        match load_board(name) {
+            Ok((path, board)) => plans.push(BoardPlan { path, board }),
+            Err(e) => match e.downcast::<ConfigErrors>() {
+                Ok(c) => errs.extend(c.0),
+                Err(e) => return Err(e),
+            },
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ConfigErrors(errs).into());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let run_id = format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}-{}",
+        now.year(),
+        now.month() as u8,
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        suite.name
+    );
+    let out = out.unwrap_or_else(|| PathBuf::from("reports").join(&run_id));
+    crate::runner::run(RunOptions {
+        suite,
+        boards: plans,
+        out,
+        run_id,
+        progress: std::io::stderr().is_terminal(),
+    })
+    .await
+}
+
+fn boards_cmd(check: bool) -> anyhow::Result<i32> {
+    let dir = board::boards_dir();
+    let files = board::list(&dir);
+    if files.is_empty() {
+        return Err(UsageError(format!("no board files in {}", dir.display())).into());
+    }
+    let mut bad = 0;
+    for f in &files {
+        match Board::load(f) {
+            Ok(b) => {
+                let power = format!("{:?}", b.power.backend).to_lowercase();
+                let flash = b
+                    .flash
+                    .as_ref()
+                    .map_or("-".into(), |f| format!("{:?}", f.backend).to_lowercase());
+                println!(
+                    "{:<22} {:<8} power={:<8} flash={:<14} console={}{}",
+                    b.name,
+                    b.soc,
+                    power,
+                    flash,
+                    b.console.device,
+                    if check { "  ok" } else { "" }
+                );
+            }
+            Err(e) => {
+                bad += 1;
+                println!(
+                    "{:<22} INVALID",
+                    f.file_stem().and_then(|s| s.to_str()).unwrap_or("?")
+                );
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    Ok(if bad > 0 { exit::CONFIG } else { exit::OK })
+}
+
+async fn lab_build(board: Option<String>) -> anyhow::Result<i32> {
+    let images = crate::lab::build(&crate::lab::BuildOptions {
+        progress: std::io::stderr().is_terminal(),
+    })
+    .await?;
+    println!("images: {}", images.dir.display());
+    let names: Vec<String> = match board {
+        Some(b) => vec![b],
+        None => board::list(&board::boards_dir())
+            .iter()
+            .filter_map(|p| Board::load(p).ok())
+            .filter(|b| b.simulated)
+            .map(|b| b.name)
+            .collect(),
+    };
+    for n in names {
+        let (_, b) = load_board(&n)?;
+        if !b.simulated {
+            return Err(UsageError(format!(
+                "board {n} is not simulated (no `simulated = true` in its file); nothing to build"
+            ))
+            .into());
+        }
+        let bd = crate::lab::prepare_board(&images, &n)?;
+        println!("board {n}: {}", bd.dir.display());
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,444 @@
+//! Board files (`boards/*.toml`): how to reach, power, boot and log into one board.
+
+use super::error::{ConfigError, ConfigErrors};
+use super::expand;
+use super::load::load_toml;
+use regex::Regex;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    /// Must match the file name (`boards/<name>.toml`), so `--board NAME` finds it.
+    pub name: String,
+    pub soc: String,
+    #[serde(default)]
+    pub description: String,
+    /// A board emulated by the sim lab: `hil run` provisions its images first.
+    #[serde(default)]
+    pub simulated: bool,
+    pub console: ConsoleCfg,
+    pub power: PowerCfg,
+    pub qemu: Option<QemuCfg>,
+    pub flash: Option<FlashCfg>,
+    pub bootloader: BootloaderCfg,
+    pub linux: LinuxCfg,
+    pub ssh: Option<SshCfg>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleCfg {
+    /// `qemu` (the pty the QEMU power backend reports) or a serial device path; use
+    /// `/dev/serial/by-id/...` or by-path, never `ttyUSBn` (it moves on re-enumeration).
+    pub device: String,
+    pub baud: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerBackend {
+    Qemu,
+    Command,
+    Manual,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerCfg {
+    pub backend: PowerBackend,
+    /// `command`: shell commands run on the lab host (relay, PDU).
+    pub on: Option<String>,
+    pub off: Option<String>,
+    pub cycle: Option<String>,
+    /// `command`: limit per command; `manual`: how long to wait for the operator.
+    pub timeout_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QemuCfg {
+    pub binary: String,
+    pub machine: String,
+    pub cpu: String,
+    pub smp: u32,
+    pub memory_mb: u32,
+    pub bios: Option<String>,
+    /// Devices, netdevs, drives: passed as they are after placeholder expansion.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// How long QEMU may take to come up paused and answer QMP.
+    pub start_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlashBackend {
+    /// Copy kernel/initrd into the lab's TFTP directory for U-Boot to fetch.
+    Tftp,
+    Rkdeveloptool,
+    ImageWrite,
+    FlashWriter,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlashCfg {
+    pub backend: FlashBackend,
+    /// tftp: the directory the lab's TFTP server serves for this board.
+    pub tftp_dir: Option<String>,
+    /// tftp: files to copy there, `name = "source path"`.
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, String>,
+    /// rkdeveloptool: the loader (`db`) and the image written with `wl` at `sector`.
+    pub loader: Option<String>,
+    pub image: Option<String>,
+    pub sector: Option<u64>,
+    /// flash-writer: the Flash Writer S-record and the serial device of SCIF download mode.
+    pub writer: Option<String>,
+    /// image-write: the block device (SD-mux) the host image is written to.
+    pub target: Option<String>,
+    pub timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootloaderKind {
+    UBoot,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootloaderCfg {
+    pub kind: BootloaderKind,
+    /// The interactive prompt, a literal (`=> `).
+    pub prompt: String,
+    /// The autoboot countdown line, a literal (`Hit any key to stop autoboot`).
+    pub autoboot: String,
+    /// What to type to stop autoboot.
+    pub interrupt: String,
+    /// From power-on to the prompt.
+    pub timeout_s: u64,
+    /// Commands typed at the prompt before booting; each must return to the prompt.
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// Per command (a 32 MB TFTP takes ~20 s on the sim).
+    pub command_timeout_s: u64,
+    /// The command that starts Linux (`booti ...`); it never returns to the prompt.
+    pub boot_command: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinuxCfg {
+    /// Kernel command line; hil types `setenv bootargs ...` before `boot_command`.
+    pub bootargs: String,
+    /// Regex printed once the root shell is about to start (optional, speeds detection).
+    pub ready: Option<String>,
+    /// Regex matching the shell prompt at the end of the output (`# $`).
+    pub prompt: String,
+    /// From `boot_command` to the shell prompt.
+    pub boot_timeout_s: u64,
+    /// Default limit for console shell setup commands.
+    pub shell_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshCfg {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// Private key to log in with.
+    pub identity: String,
+    /// The board's pinned host key, `ssh-ed25519 AAAA...` (or use `host_key_file`).
+    pub host_key: Option<String>,
+    pub host_key_file: Option<String>,
+    /// From Linux on the console to a working SSH login (dropbear starts late).
+    pub connect_timeout_s: u64,
+}
+
+impl Board {
+    /// Loads and validates `path`; every problem names the file and key.
+    pub fn load(path: &Path) -> Result<Board, ConfigErrors> {
+        let board: Board = load_toml(path).map_err(|e| ConfigErrors(vec![e]))?;
+        let errs = board.validate(path);
+        if errs.is_empty() {
+            Ok(board)
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let mut err = |key: &str, msg: String| errs.push(ConfigError::new(path, key, msg));
+
+        if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+            if stem != self.name {
+                err(
+                    "name",
+                    format!(
+                        "is \"{}\" but the file is {stem}.toml; expected them to match",
+                        self.name
+                    ),
+                );
+            }
+        }
+        if self.console.device != "qemu" && !self.console.device.starts_with('/') {
+            err("console.device", format!("is \"{}\"; expected \"qemu\" or an absolute device path such as /dev/serial/by-id/...", self.console.device));
+        }
+        if self.console.device.starts_with("/dev/ttyUSB")
+            || self.console.device.starts_with("/dev/ttyACM")
+        {
+            err("console.device", format!("is \"{}\", a name that changes when USB re-enumerates; expected a /dev/serial/by-id/ or /dev/serial/by-path/ link", self.console.device));
+        }
+        match self.power.backend {
+            PowerBackend::Qemu => {
+                if self.qemu.is_none() {
+                    err(
+                        "qemu",
+                        "is missing; expected a [qemu] table when power.backend = \"qemu\"".into(),
+                    );
+                }
+                if self.console.device != "qemu" {
+                    err("console.device", "expected \"qemu\" when power.backend = \"qemu\" (the console is the pty QEMU creates)".into());
+                }
+            }
+            PowerBackend::Command => {
+                for (k, v) in [("power.on", &self.power.on), ("power.off", &self.power.off)] {
+                    if v.is_none() {
+                        err(
+                            k,
+                            "is missing; expected a shell command when power.backend = \"command\""
+                                .into(),
+                        );
+                    }
+                }
+                if self.power.timeout_s.is_none() {
+                    err(
+                        "power.timeout_s",
+                        "is missing; expected seconds allowed per power command".into(),
+                    );
+                }
+            }
+            PowerBackend::Manual => {
+                if self.power.timeout_s.is_none() {
+                    err(
+                        "power.timeout_s",
+                        "is missing; expected seconds to wait for the operator".into(),
+                    );
+                }
+            }
+        }
+        if self.console.device == "qemu" && self.power.backend != PowerBackend::Qemu {
+            err(
+                "console.device",
+                "is \"qemu\" but power.backend is not \"qemu\"; expected a serial device path"
+                    .into(),
+            );
+        }
+        if let Some(f) = &self.flash {
+            let need: &[(&str, bool)] = match f.backend {
+                FlashBackend::Tftp => &[("flash.tftp_dir", f.tftp_dir.is_some())],
+                FlashBackend::Rkdeveloptool => &[
+                    ("flash.loader", f.loader.is_some()),
+                    ("flash.image", f.image.is_some()),
+                    ("flash.sector", f.sector.is_some()),
+                ],
+                FlashBackend::ImageWrite => &[
+                    ("flash.image", f.image.is_some()),
+                    ("flash.target", f.target.is_some()),
+                ],
+                FlashBackend::FlashWriter => &[("flash.writer", f.writer.is_some())],
+            };
+            for (k, present) in need {
+                if !present {
+                    err(
+                        k,
+                        format!(
+                            "is missing; expected it when flash.backend = \"{:?}\"",
+                            f.backend
+                        )
+                        .to_lowercase(),
+                    );
+                }
+            }
+        }
+        if let Some(r) = &self.linux.ready {
+            if let Err(e) = Regex::new(r) {
+                err("linux.ready", format!("is not a valid regex: {e}"));
+            }
+        }
+        if let Err(e) = Regex::new(&self.linux.prompt) {
+            err("linux.prompt", format!("is not a valid regex: {e}"));
+        }
+        if let Some(s) = &self.ssh {
+            match (&s.host_key, &s.host_key_file) {
+                (None, None) => err("ssh.host_key", "is missing; expected the board's pinned host key (\"ssh-ed25519 AAAA...\") or ssh.host_key_file".into()),
+                (Some(_), Some(_)) => err("ssh.host_key_file", "is set together with ssh.host_key; expected only one".into()),
+                (Some(k), None) => {
+                    if crate::ssh::parse_public_key(k).is_none() {
+                        err("ssh.host_key", "expected \"<type> <base64>\" as in an OpenSSH .pub file".into());
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Placeholders: only known names, and only on simulated boards for lab paths.
+        for (key, value) in self.placeholder_fields() {
+            if let Some(p) = expand::unknown_placeholder(&value) {
+                err(
+                    &key,
+                    format!(
+                        "uses unknown placeholder {{{p}}}; expected one of {}",
+                        expand::known_list()
+                    ),
+                );
+            }
+        }
+        errs
+    }
+
+    /// Every value that may carry `{placeholders}`, with its key.
+    fn placeholder_fields(&self) -> Vec<(String, String)> {
+        let mut v = vec![("console.device".to_string(), self.console.device.clone())];
+        if let Some(q) = &self.qemu {
+            if let Some(b) = &q.bios {
+                v.push(("qemu.bios".into(), b.clone()));
+            }
+            for (i, a) in q.args.iter().enumerate() {
+                v.push((format!("qemu.args[{i}]"), a.clone()));
+            }
+        }
+        if let Some(s) = &self.ssh {
+            v.push(("ssh.identity".into(), s.identity.clone()));
+            if let Some(f) = &s.host_key_file {
+                v.push(("ssh.host_key_file".into(), f.clone()));
+            }
+        }
+        if let Some(f) = &self.flash {
+            if let Some(d) = &f.tftp_dir {
+                v.push(("flash.tftp_dir".into(), d.clone()));
+            }
+            for (name, src) in &f.files {
+                v.push((format!("flash.files.{name}"), src.clone()));
+            }
+        }
+        v
+    }
+}
+
+/// Where board files live: `$HIL_BOARDS` or `boards/` under the current directory.
+pub fn boards_dir() -> PathBuf {
+    std::env::var_os("HIL_BOARDS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("boards"))
+}
+
+/// Finds `boards/<name>.toml`; a clear error lists what exists.
+pub fn find(name: &str) -> Result<PathBuf, ConfigError> {
+    let dir = boards_dir();
+    let path = dir.join(format!("{name}.toml"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    let known = list(&dir)
+        .iter()
+        .filter_map(|p| p.file_stem()?.to_str().map(String::from))
+        .collect::<Vec<_>>();
+    Err(ConfigError::new(
+        &path,
+        "",
+        format!(
+            "no such board file; expected one of: {}",
+            if known.is_empty() {
+                "(none)".into()
+            } else {
+                known.join(", ")
+            }
+        ),
+    ))
+}
+
+/// All `*.toml` files in `dir`, sorted.
+pub fn list(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+impl Board {
+    /// A copy with every `{placeholder}` replaced; an unknown or unset one names its key.
+    pub fn expanded(&self, path: &Path, vars: &expand::Vars) -> Result<Board, ConfigError> {
+        let mut b = self.clone();
+        let ex = |key: &str, v: &mut String| -> Result<(), ConfigError> {
+            *v = expand::expand(v, vars).map_err(|m| ConfigError::new(path, key, m))?;
+            Ok(())
+        };
+        ex("console.device", &mut b.console.device)?;
+        if let Some(q) = &mut b.qemu {
+            if let Some(bios) = &mut q.bios {
+                ex("qemu.bios", bios)?;
+            }
+            for (i, a) in q.args.iter_mut().enumerate() {
+                ex(&format!("qemu.args[{i}]"), a)?;
+            }
+        }
+        if let Some(s) = &mut b.ssh {
+            ex("ssh.identity", &mut s.identity)?;
+            if let Some(f) = &mut s.host_key_file {
+                ex("ssh.host_key_file", f)?;
+            }
+        }
+        if let Some(f) = &mut b.flash {
+            if let Some(d) = &mut f.tftp_dir {
+                ex("flash.tftp_dir", d)?;
+            }
+            for (name, src) in f.files.iter_mut() {
+                ex(&format!("flash.files.{name}"), src)?;
+            }
+        }
+        Ok(b)
+    }
+
+    /// The SSH target with its pinned host key, read from the board file or its key file.
+    pub fn ssh_target(&self, path: &Path) -> Result<Option<crate::ssh::SshTarget>, ConfigError> {
+        let Some(s) = &self.ssh else { return Ok(None) };
+        let (key_text, key_name) = match (&s.host_key, &s.host_key_file) {
+            (Some(k), _) => (k.clone(), "ssh.host_key"),
+            (None, Some(f)) => (
+                std::fs::read_to_string(f).map_err(|e| {
+                    ConfigError::new(
+                        path,
+                        "ssh.host_key_file",
+                        format!("cannot read {f}: {e}; expected the board's public host key file"),
+                    )
+                })?,
+                "ssh.host_key_file",
+            ),
+            (None, None) => return Err(ConfigError::new(path, "ssh.host_key", "is missing")),
+        };
+        let (_, blob) = crate::ssh::parse_public_key(&key_text).ok_or_else(|| {
+            ConfigError::new(
+                path,
+                key_name,
+                "expected \"<type> <base64>\" as in an OpenSSH .pub file",
+            )
+        })?;
+        Ok(Some(crate::ssh::SshTarget {
+            host: s.host.clone(),
+            port: s.port,
+            user: s.user.clone(),
+            identity: PathBuf::from(&s.identity),
+            host_key: blob,
+        }))
+    }
+}

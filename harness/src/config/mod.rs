@@ -1,0 +1,12 @@
+//! Configuration: board and suite files. Raw TOML is deserialized strictly (unknown keys
+//! are errors), then validated; every error names the file, the key and what was expected.
+
+pub mod board;
+pub mod error;
+pub mod expand;
+pub mod load;
+pub mod suite;
+
+pub use board::Board;
+pub use error::{ConfigError, ConfigErrors};
+pub use suite::{Suite, Via};

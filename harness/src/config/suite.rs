@@ -1,0 +1,110 @@
+//! Suite files (`suites/*.toml`): which checks, in which order, with which parameters.
+//!
+//! A check is `name`, `kind`, optional common keys (`timeout_s`, `via`) and kind-specific
+//! parameters, which the check kind itself validates strictly (see [`crate::checks`]).
+
+use super::error::{ConfigError, ConfigErrors};
+use super::load::load_toml;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub defaults: Defaults,
+    #[serde(rename = "check")]
+    pub checks: Vec<RawCheck>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Default per-check time limit.
+    pub timeout_s: u64,
+    /// Default transport for shell-like checks.
+    #[serde(default = "Via::default")]
+    pub via: Via,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// The board's serial console (works before networking, sees kernel messages).
+    #[default]
+    Console,
+    /// An SSH exec channel (parallel-safe, binary-clean).
+    Ssh,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawCheck {
+    pub name: String,
+    pub kind: String,
+    pub timeout_s: Option<u64>,
+    pub via: Option<Via>,
+    /// Everything else: the kind's own parameters.
+    #[serde(flatten)]
+    pub params: toml::Table,
+}
+
+/// A suite with every check's parameters validated by its kind.
+#[derive(Debug)]
+pub struct Suite {
+    pub path: PathBuf,
+    pub name: String,
+    pub description: String,
+    pub checks: Vec<crate::checks::CheckSpec>,
+}
+
+impl Suite {
+    pub fn load(path: &Path) -> Result<Suite, ConfigErrors> {
+        let file: SuiteFile = load_toml(path).map_err(|e| ConfigErrors(vec![e]))?;
+        let mut errs = Vec::new();
+        let mut checks = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, raw) in file.checks.into_iter().enumerate() {
+            let key = format!("check[{i}]");
+            if !seen.insert(raw.name.clone()) {
+                errs.push(ConfigError::new(
+                    path,
+                    format!("{key}.name"),
+                    format!(
+                        "\"{}\" is used twice; expected unique check names",
+                        raw.name
+                    ),
+                ));
+            }
+            if raw.timeout_s == Some(0) {
+                errs.push(ConfigError::new(
+                    path,
+                    format!("{key}.timeout_s"),
+                    "is 0; expected a positive number of seconds",
+                ));
+            }
+            match crate::checks::CheckSpec::from_raw(path, &key, raw, &file.defaults) {
+                Ok(c) => checks.push(c),
+                Err(e) => errs.push(e),
+            }
+        }
+        if checks.is_empty() && errs.is_empty() {
+            errs.push(ConfigError::new(
+                path,
+                "check",
+                "is empty; expected at least one [[check]]",
+            ));
+        }
+        if errs.is_empty() {
+            Ok(Suite {
+                path: path.to_path_buf(),
+                name: file.name,
+                description: file.description,
+                checks,
+            })
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Opening a console transport as a non-blocking fd that tokio can poll.
+//!
+//! A serial device (USB-serial on a real board, the pty QEMU makes in the sim) is opened
+//! with `serialport` — the same code for both — then handed to tokio's `AsyncFd`.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use tokio::io::unix::AsyncFd;
+
+pub struct Transport {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Transport {
+    /// Opens `path` at `baud`, raw 8N1, exclusive (a second hil cannot steal the console).
+    pub fn open_serial(path: &str, baud: u32) -> io::Result<Transport> {
+        let port = serialport::new(path, baud)
+            .timeout(std::time::Duration::from_millis(0))
+            .open_native()
+            .map_err(|e| io::Error::other(format!("cannot open console {path}: {e}")))?;
+        // SAFETY: into_raw_fd transfers ownership of a valid open fd to us.
+        let fd = unsafe { OwnedFd::from_raw_fd(port.into_raw_fd()) };
+        set_nonblocking(&fd)?;
+        // SAFETY: we own `fd` exclusively (OwnedFd) and it stays open while registered.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
+        Ok(Transport { fd })
+    }
+
+    /// Reads what is available; `Ok(0)` means end of stream. A pty whose other side closed
+    /// reports EIO, which is returned as an error for the caller to classify.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| {
+                // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            }) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|fd| {
+                // SAFETY: data is a valid readable buffer of data.len() bytes.
+                let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            }) {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: plain fcntl calls on a valid fd.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! The async expect engine: waits on a console stream for one of several patterns, with a
+//! per-call timeout, a bounded search window, and death patterns that end the wait at once.
+//!
+//! Matching is incremental: each arriving chunk is searched together with only a short
+//! lookback of what came before, so the cost per byte stays flat however long the stream.
+
+use crate::console::Event;
+use regex::bytes::Regex;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
+
+/// How far back a match may start before the newest chunk (patterns are line-sized).
+const LOOKBACK: usize = 4096;
+/// Unconsumed text kept at most; older bytes are dropped (they are in the log on disk).
+const WINDOW: usize = 1 << 20;
+
+/// A pattern that means the board died: it aborts whatever step is waiting.
+#[derive(Debug, Clone)]
+pub struct DeathPattern {
+    pub name: String,
+    pub re: Regex,
+}
+
+impl DeathPattern {
+    pub fn new(name: &str, re: &str) -> DeathPattern {
+        DeathPattern {
+            name: name.into(),
+            re: Regex::new(re).expect("built-in death pattern"),
+        }
+    }
+}
+
+/// Death patterns of a running Linux kernel (DOMAIN.md): panic, Oops, and a bootloader
+/// banner (the board reset underneath us).
+pub fn linux_death_patterns() -> Vec<DeathPattern> {
+    vec![
+        DeathPattern::new("kernel panic", r"Kernel panic - not syncing"),
+        DeathPattern::new("kernel oops", r"Internal error: Oops"),
+        DeathPattern::new(
+            "unexpected bootloader banner (board reset)",
+            r"U-Boot 20\d\d",
+        ),
+    ]
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExpectError {
+    /// None of the patterns appeared in time.
+    #[error("timed out after {waited:?} waiting for {wanted}; last output: {tail:?}")]
+    Timeout {
+        waited: Duration,
+        wanted: String,
+        tail: String,
+    },
+    /// The console went away.
+    #[error("{reason}; last output: {tail:?}")]
+    Closed { reason: String, tail: String },
+    /// A death pattern matched; `line` is the whole line it matched in.
+    #[error("{name}: {line}")]
+    Death { name: String, line: String },
+}
+
+#[derive(Debug)]
+pub struct Matched {
+    /// Which of the given patterns matched.
+    pub index: usize,
+    /// Output before the match (since the previous match), possibly truncated to WINDOW.
+    pub before: Vec<u8>,
+    pub matched: Vec<u8>,
+}
+
+pub struct Expecter {
+    rx: UnboundedReceiver<Event>,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already searched without a match by the current call.
+    searched: usize,
+    closed: Option<String>,
+    pub death: Vec<DeathPattern>,
+}
+
+impl Expecter {
+    pub fn new(rx: UnboundedReceiver<Event>, death: Vec<DeathPattern>) -> Expecter {
+        Expecter {
+            rx,
+            buf: Vec::new(),
+            searched: 0,
+            closed: None,
+            death,
+        }
+    }
+
+    /// Waits until one of `patterns` matches, a death pattern matches, the stream closes
+    /// or `timeout` passes. The earliest match in the stream wins, so a death line printed
+    /// after the awaited prompt is left for the next call.
+    pub async fn expect(
+        &mut self,
+        patterns: &[&Regex],
+        timeout: Duration,
+    ) -> Result<Matched, ExpectError> {
+        let deadline = Instant::now() + timeout;
+        self.searched = 0;
+        loop {
+            if let Some(m) = self.search(patterns) {
+                return m;
+            }
+            self.searched = self.buf.len();
+            if let Some(reason) = &self.closed {
+                return Err(ExpectError::Closed {
+                    reason: reason.clone(),
+                    tail: self.tail(),
+                });
+            }
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Err(_) => {
+                    let wanted = patterns
+                        .iter()
+                        .map(|p| format!("/{}/", p.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(" or ");
+                    return Err(ExpectError::Timeout {
+                        waited: timeout,
+                        wanted,
+                        tail: self.tail(),
+                    });
+                }
+                Ok(Some(Event::Data(d))) => self.push(&d),
+                Ok(Some(Event::Closed(r))) => self.closed = Some(r),
+                Ok(None) => self.closed = Some("console broker stopped".into()),
+            }
+            // Take everything already queued before searching again: one search per burst.
+            while let Ok(ev) = self.rx.try_recv() {
+                match ev {
+                    Event::Data(d) => self.push(&d),
+                    Event::Closed(r) => {
+                        self.closed = Some(r);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for a death pattern or the end of the stream only (used to watch a board
+    /// while a check talks to it some other way, such as SSH). Never returns Ok.
+    pub async fn watch(&mut self) -> ExpectError {
+        match self.expect(&[], Duration::from_secs(u64::MAX / 4)).await {
+            Err(e) => e,
+            Ok(_) => unreachable!("no patterns to match"),
+        }
+    }
+
+    /// Discards everything received so far (e.g. before typing a new command).
+    pub fn clear(&mut self) {
+        while let Ok(ev) = self.rx.try_recv() {
+            if let Event::Closed(r) = ev {
+                self.closed = Some(r);
+            }
+        }
+        self.buf.clear();
+        self.searched = 0;
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() > WINDOW {
+            let cut = self.buf.len() - WINDOW / 2;
+            self.buf.drain(..cut);
+            self.searched = self.searched.saturating_sub(cut);
+        }
+    }
+
+    fn search(&mut self, patterns: &[&Regex]) -> Option<Result<Matched, ExpectError>> {
+        let start = self.searched.saturating_sub(LOOKBACK);
+        // (position, end, pattern index or death index)
+        let mut best: Option<(usize, usize, Result<usize, usize>)> = None;
+        let mut consider = |s: usize, e: usize, what: Result<usize, usize>| {
+            if best.is_none_or(|(bs, _, _)| s < bs) {
+                best = Some((s, e, what));
+            }
+        };
+        for (i, p) in patterns.iter().enumerate() {
+            if let Some(m) = p.find_at(&self.buf, start) {
+                consider(m.start(), m.end(), Ok(i));
+            }
+        }
+        for (i, d) in self.death.iter().enumerate() {
+            if let Some(m) = d.re.find_at(&self.buf, start) {
+                consider(m.start(), m.end(), Err(i));
+            }
+        }
+        let (s, e, what) = best?;
+        Some(match what {
+            Ok(index) => {
+                let matched = self.buf[s..e].to_vec();
+                let before = self.buf[..s].to_vec();
+                self.buf.drain(..e);
+                self.searched = 0;
+                Ok(Matched {
+                    index,
+                    before,
+                    matched,
+                })
+            }
+            Err(di) => {
+                let line_start = self.buf[..s]
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |p| p + 1);
+                let line_end = self.buf[e..]
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(self.buf.len(), |p| e + p);
+                let line = String::from_utf8_lossy(&self.buf[line_start..line_end])
+                    .trim()
+                    .to_string();
+                Err(ExpectError::Death {
+                    name: self.death[di].name.clone(),
+                    line,
+                })
+            }
+        })
+    }
+
+    fn tail(&self) -> String {
+        let from = self.buf.len().saturating_sub(200);
+        crate::text::clean(&self.buf[from..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn data(s: &str) -> Event {
+        Event::Data(Arc::from(s.as_bytes()))
+    }
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn matches_across_chunks_and_keeps_rest() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut e = Expecter::new(rx, linux_death_patterns());
+        tx.send(data("Hit any k")).unwrap();
+        tx.send(data("ey to stop autoboot:  2 \r\n=> ")).unwrap();
+        let re = Regex::new("Hit any key to stop autoboot").unwrap();
+        let m = e.expect(&[&re], Duration::from_secs(1)).await.unwrap();
+        assert_eq!(m.index, 0);
+        let prompt = Regex::new("=> $").unwrap();
+        let m = e.expect(&[&prompt], Duration::from_secs(1)).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&m.before), ":  2 \r\n");
+    }
+
+    #[tokio::test]
+    async fn death_pattern_aborts_with_whole_line() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut e = Expecter::new(rx, linux_death_patterns());
+        tx.send(data(
+            "[   12.0] Kernel panic - not syncing: sysrq triggered crash\r\n",
+        ))
+        .unwrap();
+        let re = Regex::new("never").unwrap();
+        match e.expect(&[&re], Duration::from_secs(5)).await {
+            Err(ExpectError::Death { name, line }) => {
+                assert_eq!(name, "kernel panic");
+                assert!(
+                    line.ends_with("Kernel panic - not syncing: sysrq triggered crash"),
+                    "{line}"
+                );
+            }
+            other => panic!("expected death, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn earlier_prompt_wins_over_later_death() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut e = Expecter::new(rx, linux_death_patterns());
+        tx.send(data("done\n/ # Kernel panic - not syncing: x\n"))
+            .unwrap();
+        let re = Regex::new("# ").unwrap();
+        assert!(e.expect(&[&re], Duration::from_secs(1)).await.is_ok());
+        assert!(matches!(
+            e.expect(&[&re], Duration::from_secs(1)).await,
+            Err(ExpectError::Death { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn timeout_and_close_are_distinct() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut e = Expecter::new(rx, vec![]);
+        let re = Regex::new("x").unwrap();
+        tx.send(data("abc")).unwrap();
+        assert!(matches!(
+            e.expect(&[&re], Duration::from_millis(50)).await,
+            Err(ExpectError::Timeout { .. })
+        ));
+        tx.send(Event::Closed("EIO".into())).unwrap();
+        assert!(matches!(
+            e.expect(&[&re], Duration::from_secs(1)).await,
+            Err(ExpectError::Closed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn window_stays_bounded_on_a_long_stream() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut e = Expecter::new(rx, linux_death_patterns());
+        let line =
+            "[    1.000000] pci 0000:00:01.0: BAR 0: assigned [mem 0x10000000-0x10003fff 64bit]\n"
+                .repeat(200);
+        for _ in 0..200 {
+            tx.send(data(&line)).unwrap();
+        }
+        tx.send(data("login: ")).unwrap();
+        let re = Regex::new("login: ").unwrap();
+        e.expect(&[&re], Duration::from_secs(5)).await.unwrap();
+        assert!(e.buf.capacity() <= 4 * WINDOW);
+    }
+}

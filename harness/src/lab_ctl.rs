@@ -1,0 +1,98 @@
+//! `hil lab up|down`: a sim board running in the background for interactive work.
+//!
+//! `up` starts the board's QEMU paused and records it in `<board_dir>/lab-up.json`;
+//! `hil console` then attaches and lets the CPU run, so nothing printed is lost.
+
+use crate::config::{expand, Board};
+use crate::power::qemu::QemuPower;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UpState {
+    pub pid: u32,
+    pub pty: String,
+    pub qmp: PathBuf,
+}
+
+/// Expands a sim board's placeholders after making sure its images exist.
+pub async fn sim_board(path: &Path, board: &Board) -> anyhow::Result<(Board, PathBuf)> {
+    if !board.simulated {
+        anyhow::bail!(crate::cli::UsageError(format!(
+            "board {} is not simulated; `hil lab` only manages sim boards",
+            board.name
+        )));
+    }
+    let images = crate::lab::build(&crate::lab::BuildOptions {
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    })
+    .await?;
+    let bd = crate::lab::prepare_board(&images, &board.name)?;
+    let mut vars = expand::Vars::new();
+    vars.insert("images", images.dir.display().to_string());
+    vars.insert("board_dir", bd.dir.display().to_string());
+    vars.insert("cache", crate::lab::cache_root().display().to_string());
+    vars.insert("run_dir", bd.dir.display().to_string());
+    Ok((board.expanded(path, &vars)?, bd.dir))
+}
+
+fn state_path(board_dir: &Path) -> PathBuf {
+    board_dir.join("lab-up.json")
+}
+
+/// The running `up` instance of a board, if its process is still alive.
+pub fn running(board_dir: &Path) -> Option<UpState> {
+    let st: UpState = serde_json::from_slice(&std::fs::read(state_path(board_dir)).ok()?).ok()?;
+    // SAFETY: signal 0 only checks that the process exists.
+    (unsafe { libc::kill(st.pid as i32, 0) } == 0).then_some(st)
+}
+
+pub async fn up((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
+    let (board, dir) = sim_board(path, board).await?;
+    if let Some(st) = running(&dir) {
+        println!(
+            "{} is already up: QEMU pid {}, console {}",
+            board.name, st.pid, st.pty
+        );
+        return Ok(());
+    }
+    let mut q = QemuPower::new_detached(&board, dir.clone());
+    let pty = q.arm().await?;
+    let st = UpState {
+        pid: q.pid().unwrap_or(0),
+        pty: pty.clone(),
+        qmp: q.qmp_path(),
+    };
+    std::fs::write(state_path(&dir), serde_json::to_vec_pretty(&st)?)?;
+    println!(
+        "{} is up (paused until a console attaches): QEMU pid {}, console {pty}",
+        board.name, st.pid
+    );
+    println!("attach with: hil console {}", board.name);
+    Ok(())
+}
+
+pub async fn down((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
+    let (board, dir) = sim_board(path, board).await?;
+    let Some(st) = running(&dir) else {
+        println!("{} is not up", board.name);
+        return Ok(());
+    };
+    if let Ok(mut q) = crate::qmp::Qmp::connect_unix(&st.qmp).await {
+        let _ = q
+            .execute_timeout("quit", None, std::time::Duration::from_secs(3))
+            .await;
+    }
+    for _ in 0..50 {
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(st.pid as i32, 0) } != 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // SAFETY: the pid is the QEMU our `up` started (recorded in its state file).
+    unsafe { libc::kill(st.pid as i32, libc::SIGKILL) };
+    let _ = std::fs::remove_file(state_path(&dir));
+    println!("{} is down", board.name);
+    Ok(())
+}

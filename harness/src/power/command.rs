@@ -1,0 +1,80 @@
+//! Power by lab-host commands (relay boards, PDUs): `on`, `off`, `cycle` from the board file.
+
+use super::PowerError;
+use crate::config::board::PowerCfg;
+use std::time::Duration;
+
+pub struct CommandPower {
+    on: Option<String>,
+    off: Option<String>,
+    timeout: Duration,
+}
+
+impl CommandPower {
+    pub fn new(cfg: &PowerCfg) -> CommandPower {
+        CommandPower {
+            on: cfg.on.clone(),
+            off: cfg.off.clone(),
+            timeout: Duration::from_secs(cfg.timeout_s.unwrap_or(30)),
+        }
+    }
+
+    pub async fn on(&mut self) -> Result<(), PowerError> {
+        run("on", self.on.as_deref(), self.timeout).await
+    }
+
+    pub async fn off(&mut self) -> Result<(), PowerError> {
+        run("off", self.off.as_deref(), self.timeout).await
+    }
+}
+
+/// Runs a board-file command with `sh -c`. The command text is the lab's own (from the
+/// board file, like a Makefile recipe); nothing from a DUT is substituted into it.
+pub async fn run(what: &str, cmd: Option<&str>, timeout: Duration) -> Result<(), PowerError> {
+    let Some(cmd) = cmd else { return Ok(()) };
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(timeout, child).await {
+        Err(_) => Err(PowerError::Failed(format!(
+            "power {what} command `{cmd}` did not finish within {} s",
+            timeout.as_secs()
+        ))),
+        Ok(Err(e)) => Err(PowerError::Failed(format!(
+            "power {what} command `{cmd}`: {e}"
+        ))),
+        Ok(Ok(out)) if !out.status.success() => Err(PowerError::Failed(format!(
+            "power {what} command `{cmd}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failing_and_hanging_commands_are_errors() {
+        assert!(run("on", Some("true"), Duration::from_secs(5))
+            .await
+            .is_ok());
+        let e = run(
+            "on",
+            Some("echo relay stuck >&2; exit 3"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("relay stuck"), "{e}");
+        let e = run("off", Some("sleep 5"), Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("did not finish"), "{e}");
+    }
+}

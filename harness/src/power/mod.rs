@@ -1,0 +1,70 @@
+//! Power backends. Powering on is two-phase so the console is always attached before the
+//! board's CPU runs (nothing it prints is lost): `arm` prepares (the QEMU backend starts
+//! QEMU paused and reports its console pty), the caller opens the console, then `on`.
+
+pub mod command;
+pub mod manual;
+pub mod qemu;
+
+use crate::config::board::{Board, PowerBackend};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PowerError {
+    #[error("power: {0}")]
+    Failed(String),
+    #[error("power: the board's QEMU exited ({0})")]
+    QemuExited(String),
+}
+
+pub enum Power {
+    Qemu(qemu::QemuPower),
+    Command(command::CommandPower),
+    Manual(manual::ManualPower),
+}
+
+impl Power {
+    /// `qemu` needs the board's expanded QEMU config and a directory for its logs/sockets.
+    pub fn new(board: &Board, run_dir: PathBuf) -> Power {
+        match board.power.backend {
+            PowerBackend::Qemu => Power::Qemu(qemu::QemuPower::new(board, run_dir)),
+            PowerBackend::Command => Power::Command(command::CommandPower::new(&board.power)),
+            PowerBackend::Manual => {
+                Power::Manual(manual::ManualPower::new(&board.name, &board.power))
+            }
+        }
+    }
+
+    /// Prepares power-on; returns the console device if the backend creates it.
+    pub async fn arm(&mut self) -> Result<Option<String>, PowerError> {
+        match self {
+            Power::Qemu(q) => q.arm().await.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn on(&mut self) -> Result<(), PowerError> {
+        match self {
+            Power::Qemu(q) => q.on().await,
+            Power::Command(c) => c.on().await,
+            Power::Manual(m) => m.on().await,
+        }
+    }
+
+    pub async fn off(&mut self) -> Result<(), PowerError> {
+        match self {
+            Power::Qemu(q) => q.off().await,
+            Power::Command(c) => c.off().await,
+            Power::Manual(m) => m.off().await,
+        }
+    }
+
+    /// For the sim backend: resolves when the board's QEMU exits on its own (a crash or a
+    /// kill). Never resolves for backends that cannot tell.
+    pub async fn died(&mut self) -> String {
+        match self {
+            Power::Qemu(q) => q.died().await,
+            _ => std::future::pending().await,
+        }
+    }
+}

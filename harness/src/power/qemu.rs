@@ -1,0 +1,237 @@
+//! The sim power backend: "power" is the board's QEMU process.
+//!
+//! QEMU starts paused (`-S`) with a QMP socket; its console is a pty that the caller opens
+//! like any serial device before `on` sends QMP `cont`. The process dies with hil
+//! (PR_SET_PDEATHSIG), so a crashed or killed hil never leaves a board running.
+
+use super::PowerError;
+use crate::config::board::{Board, QemuCfg};
+use crate::qmp::{pty_of, Qmp};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::net::UnixStream;
+use tokio::sync::watch;
+
+pub struct QemuPower {
+    name: String,
+    cfg: Option<QemuCfg>,
+    run_dir: PathBuf,
+    qmp: Option<Qmp<UnixStream>>,
+    pid: Option<u32>,
+    /// `Some(status)` once the current QEMU process has exited.
+    exited: Option<watch::Receiver<Option<String>>>,
+    /// `hil lab up`: QEMU outlives hil, in its own session, its QMP socket in `run_dir`.
+    detached: bool,
+}
+
+impl QemuPower {
+    pub fn new(board: &Board, run_dir: PathBuf) -> QemuPower {
+        QemuPower {
+            name: board.name.clone(),
+            cfg: board.qemu.clone(),
+            run_dir,
+            qmp: None,
+            pid: None,
+            exited: None,
+            detached: false,
+        }
+    }
+
+    pub fn new_detached(board: &Board, run_dir: PathBuf) -> QemuPower {
+        QemuPower {
+            detached: true,
+            ..QemuPower::new(board, run_dir)
+        }
+    }
+
+    pub fn qmp_path(&self) -> PathBuf {
+        if self.detached {
+            return self.run_dir.join("qmp.sock");
+        }
+        // Unix socket paths are limited to 108 bytes; report dirs can be deeper than that.
+        std::env::temp_dir().join(format!("hil-{}-{}.qmp", std::process::id(), self.name))
+    }
+
+    /// Starts QEMU paused; returns the console pty.
+    pub async fn arm(&mut self) -> Result<String, PowerError> {
+        self.off().await?;
+        let cfg = self
+            .cfg
+            .clone()
+            .ok_or_else(|| PowerError::Failed("no [qemu] table".into()))?;
+        std::fs::create_dir_all(&self.run_dir)
+            .map_err(|e| PowerError::Failed(format!("{}: {e}", self.run_dir.display())))?;
+        let sock = self.qmp_path();
+        let _ = std::fs::remove_file(&sock);
+        let mut args: Vec<String> = vec![
+            "-M".into(),
+            cfg.machine.clone(),
+            "-cpu".into(),
+            cfg.cpu.clone(),
+            "-smp".into(),
+            cfg.smp.to_string(),
+            "-m".into(),
+            cfg.memory_mb.to_string(),
+        ];
+        if let Some(bios) = &cfg.bios {
+            args.extend(["-bios".into(), bios.clone()]);
+        }
+        args.extend(cfg.args.iter().cloned());
+        args.extend([
+            "-S".into(),
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", sock.display()),
+            "-chardev".into(),
+            "pty,id=con0".into(),
+            "-serial".into(),
+            "chardev:con0".into(),
+            "-display".into(),
+            "none".into(),
+            "-monitor".into(),
+            "none".into(),
+        ]);
+        let log_path = self.run_dir.join("qemu.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| PowerError::Failed(format!("{}: {e}", log_path.display())))?;
+        {
+            use std::io::Write;
+            let mut l = &log;
+            let _ = writeln!(l, "$ {} {}", cfg.binary, shell_words::join(&args));
+        }
+        let mut cmd = tokio::process::Command::new(&cfg.binary);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| PowerError::Failed(e.to_string()))?,
+            )
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe; it only sets a flag on the child.
+        let detached = self.detached;
+        unsafe {
+            cmd.pre_exec(move || {
+                if detached {
+                    libc::setsid();
+                } else {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| PowerError::Failed(format!("cannot start {}: {e}", cfg.binary)))?;
+        let pid = child.id().unwrap_or(0);
+        self.pid = Some(pid);
+        let _ = std::fs::write(self.run_dir.join("qemu.pid"), format!("{pid}\n"));
+        let (tx, rx) = watch::channel(None);
+        self.exited = Some(rx);
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            let _ = tx.send(Some(status));
+        });
+
+        // QMP appears once QEMU has parsed its arguments; an early exit means bad args.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(cfg.start_timeout_s);
+        let mut qmp = loop {
+            if let Some(status) = self.exit_status() {
+                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: String = tail
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                return Err(PowerError::QemuExited(format!("{status} at start: {tail}")));
+            }
+            if let Ok(q) = Qmp::connect_unix(&sock).await {
+                break q;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(PowerError::Failed(format!(
+                    "QEMU did not open its QMP socket within {} s",
+                    cfg.start_timeout_s
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let chardevs = qmp
+            .execute_timeout("query-chardev", None, Duration::from_secs(10))
+            .await
+            .map_err(|e| PowerError::Failed(e.to_string()))?;
+        let pty = pty_of(&chardevs, "con0")
+            .ok_or_else(|| PowerError::Failed(format!("no pty in query-chardev: {chardevs}")))?;
+        self.qmp = Some(qmp);
+        Ok(pty)
+    }
+
+    pub async fn on(&mut self) -> Result<(), PowerError> {
+        let qmp = self
+            .qmp
+            .as_mut()
+            .ok_or_else(|| PowerError::Failed("on before arm".into()))?;
+        qmp.execute_timeout("cont", None, Duration::from_secs(10))
+            .await
+            .map_err(|e| PowerError::Failed(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Stops QEMU: QMP `quit`, then SIGKILL if it lingers.
+    pub async fn off(&mut self) -> Result<(), PowerError> {
+        let Some(pid) = self.pid.take() else {
+            return Ok(());
+        };
+        if let Some(mut q) = self.qmp.take() {
+            let _ = q
+                .execute_timeout("quit", None, Duration::from_secs(3))
+                .await;
+        }
+        if let Some(mut rx) = self.exited.clone() {
+            let exited = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.is_some()))
+                .await
+                .is_ok();
+            if !exited {
+                // SAFETY: signalling the process we started; pid came from our own spawn.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.is_some()))
+                    .await;
+            }
+        }
+        let _ = std::fs::remove_file(self.qmp_path());
+        self.exited = None;
+        Ok(())
+    }
+
+    fn exit_status(&self) -> Option<String> {
+        self.exited.as_ref().and_then(|rx| rx.borrow().clone())
+    }
+
+    /// A watch that turns `Some` when QEMU exits; for racing against running steps.
+    pub fn exit_watch(&self) -> Option<watch::Receiver<Option<String>>> {
+        self.exited.clone()
+    }
+
+    pub async fn died(&mut self) -> String {
+        match self.exited.clone() {
+            Some(mut rx) => match rx.wait_for(|s| s.is_some()).await {
+                Ok(s) => s.clone().unwrap_or_default(),
+                Err(_) => "QEMU watcher ended".into(),
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+}

@@ -1,0 +1,60 @@
+//! `junit.xml` via quick-junit: one testsuite per board, one testcase per check, properties
+//! for board, kernel, image hashes and harness version; `system-out` is the console slice.
+
+use super::RunReport;
+use crate::outcome::Outcome;
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use std::time::Duration;
+
+pub fn render(r: &RunReport) -> String {
+    let mut report = Report::new(format!("hil {}", r.suite));
+    report.set_time(Duration::from_secs_f64(r.duration_s));
+    for b in &r.boards {
+        let mut suite = TestSuite::new(format!("{}/{}", b.name, r.suite));
+        suite.add_property(Property::new("board", b.name.clone()));
+        suite.add_property(Property::new("harness_version", r.harness_version.clone()));
+        suite.add_property(Property::new("run_id", r.run_id.clone()));
+        for (k, v) in &b.properties {
+            suite.add_property(Property::new(k.clone(), v.clone()));
+        }
+        let mut total = 0.0;
+        for c in &b.cases {
+            let status = match c.outcome {
+                Outcome::Pass => TestCaseStatus::success(),
+                Outcome::Fail => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(c.message.clone()).set_type("fail");
+                    s
+                }
+                Outcome::InfraError | Outcome::HarnessError => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                    let ty = if c.outcome == Outcome::InfraError {
+                        "infrastructure"
+                    } else {
+                        "harness"
+                    };
+                    s.set_message(c.message.clone()).set_type(ty);
+                    s
+                }
+                Outcome::Blocked | Outcome::Skipped => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message(format!("{}: {}", c.outcome.label(), c.message));
+                    s
+                }
+            };
+            let mut tc = TestCase::new(c.name.clone(), status);
+            tc.set_classname(format!("{}.{}", b.name, c.kind));
+            tc.set_time(Duration::from_secs_f64(c.duration_s));
+            if !c.console.is_empty() {
+                tc.set_system_out_lossy(c.console.as_bytes());
+            }
+            total += c.duration_s;
+            suite.add_test_case(tc);
+        }
+        suite.set_time(Duration::from_secs_f64(total));
+        report.add_test_suite(suite);
+    }
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- junit serialization failed: {e} -->"))
+}

@@ -1,0 +1,126 @@
+//! Reports of a run: `junit.xml`, `results.json`, `summary.md`, per-board logs.
+//!
+//! The whole report is rewritten (to a temporary file, then renamed) after every testcase,
+//! so a run that is killed or crashes still leaves valid files holding all it did so far.
+
+pub mod json;
+pub mod junit;
+pub mod summary;
+
+use crate::outcome::Outcome;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub suite: String,
+    pub suite_file: String,
+    pub harness_version: String,
+    pub started: String,
+    /// False until the run has ended (a crash leaves it false).
+    pub complete: bool,
+    pub duration_s: f64,
+    pub exit_code: Option<i32>,
+    pub boards: Vec<BoardReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BoardReport {
+    pub name: String,
+    pub properties: BTreeMap<String, String>,
+    pub cases: Vec<CaseReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseReport {
+    pub name: String,
+    pub kind: String,
+    pub outcome: Outcome,
+    pub message: String,
+    pub duration_s: f64,
+    /// Offset of this case in the run, seconds.
+    pub started_s: f64,
+    pub figures: serde_json::Map<String, serde_json::Value>,
+    /// What the board's console printed during the case (cleaned text).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub console: String,
+}
+
+impl RunReport {
+    pub fn board_mut(&mut self, name: &str) -> &mut BoardReport {
+        if let Some(i) = self.boards.iter().position(|b| b.name == name) {
+            return &mut self.boards[i];
+        }
+        self.boards.push(BoardReport {
+            name: name.into(),
+            properties: BTreeMap::new(),
+            cases: Vec::new(),
+        });
+        self.boards.last_mut().expect("just pushed")
+    }
+
+    pub fn outcomes(&self) -> impl Iterator<Item = &Outcome> {
+        self.boards
+            .iter()
+            .flat_map(|b| b.cases.iter().map(|c| &c.outcome))
+    }
+}
+
+/// Owns the report directory and writes the report files.
+pub struct ReportWriter {
+    pub dir: PathBuf,
+}
+
+impl ReportWriter {
+    /// Creates the directory; an unwritable one is reported before any board is touched.
+    pub fn create(dir: &Path) -> std::io::Result<ReportWriter> {
+        std::fs::create_dir_all(dir)?;
+        let probe = dir.join(".hil-write-test");
+        std::fs::write(&probe, b"")?;
+        std::fs::remove_file(&probe)?;
+        Ok(ReportWriter {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn board_dir(&self, board: &str) -> PathBuf {
+        self.dir.join("boards").join(board)
+    }
+
+    pub fn write(&self, report: &RunReport) -> std::io::Result<()> {
+        write_atomic(
+            &self.dir.join("results.json"),
+            json::render(report).as_bytes(),
+        )?;
+        write_atomic(
+            &self.dir.join("junit.xml"),
+            junit::render(report).as_bytes(),
+        )?;
+        write_atomic(
+            &self.dir.join("summary.md"),
+            summary::render(report).as_bytes(),
+        )?;
+        Ok(())
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Keeps the last `max` bytes of a console slice, cut at a line start.
+pub fn tail_text(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    let cut = s[start..].find('\n').map_or(start, |p| start + p + 1);
+    format!("[... {} bytes before this cut ...]\n{}", cut, &s[cut..])
+}

@@ -1,0 +1,60 @@
+//! `summary.md`: the checklist a person reads first.
+
+use super::RunReport;
+use crate::outcome::Outcome;
+use std::fmt::Write;
+
+pub fn mark(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => "✔",
+        Outcome::Fail => "✘",
+        Outcome::Blocked => "⊘",
+        Outcome::Skipped => "–",
+        Outcome::InfraError | Outcome::HarnessError => "⚠",
+    }
+}
+
+pub fn render(r: &RunReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# hil run {} — suite `{}`\n", r.run_id, r.suite);
+    let state = if r.complete {
+        "complete"
+    } else {
+        "in progress or interrupted"
+    };
+    let _ = writeln!(
+        s,
+        "Run {state}; {:.1} s; exit code {}.\n",
+        r.duration_s,
+        r.exit_code.map_or("-".into(), |c| c.to_string())
+    );
+    for b in &r.boards {
+        let _ = writeln!(s, "## {}\n", b.name);
+        for (k, v) in &b.properties {
+            let _ = writeln!(s, "- {k}: `{v}`");
+        }
+        let _ = writeln!(
+            s,
+            "\n| | check | outcome | time | detail |\n|---|---|---|---|---|"
+        );
+        for c in &b.cases {
+            let detail = c.message.replace('|', "\\|").replace('\n', " ");
+            let detail: String = detail.chars().take(160).collect();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} s | {} |",
+                mark(c.outcome),
+                c.name,
+                c.outcome.label(),
+                c.duration_s,
+                detail
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nLogs: `boards/{}/console.log`, `boards/{}/ssh.log`.\n",
+            b.name, b.name
+        );
+    }
+    s
+}

@@ -1,0 +1,402 @@
+//! The orchestrator: one task per board runs the suite; one dispatcher (this module's
+//! `run`) owns the report and rewrites it after every testcase. Board tasks only send
+//! events; no state is shared between them.
+
+use crate::boot::{BoardSession, State};
+use crate::checks::CheckSpec;
+use crate::config::{expand, Board, Suite};
+use crate::error::StepError;
+use crate::expect::{linux_death_patterns, Expecter};
+use crate::outcome::{exit, exit_code, Outcome};
+use crate::report::{tail_text, CaseReport, ReportWriter, RunReport};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Console text kept per testcase in the report (the full log is on disk).
+const SLICE_MAX: usize = 256 * 1024;
+
+pub struct BoardPlan {
+    pub path: PathBuf,
+    pub board: Board,
+}
+
+pub struct RunOptions {
+    pub suite: Suite,
+    pub boards: Vec<BoardPlan>,
+    pub out: PathBuf,
+    pub run_id: String,
+    pub progress: bool,
+}
+
+enum Event {
+    Props(String, BTreeMap<String, String>),
+    Case(String, CaseReport),
+}
+
+/// Runs the suite on every board; returns the exit code.
+pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
+    let writer = ReportWriter::create(&opts.out).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write the report directory {}: {e}",
+            opts.out.display()
+        )
+    })?;
+    let started = Instant::now();
+    let mut report = RunReport {
+        run_id: opts.run_id.clone(),
+        suite: opts.suite.name.clone(),
+        suite_file: opts.suite.path.display().to_string(),
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        started: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        complete: false,
+        duration_s: 0.0,
+        exit_code: None,
+        boards: Vec::new(),
+    };
+    for b in &opts.boards {
+        report.board_mut(&b.board.name);
+    }
+    writer.write(&report)?;
+    eprintln!("hil: run {} → {}", opts.run_id, opts.out.display());
+
+    let suite = Arc::new(opts.suite);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut tasks = tokio::task::JoinSet::new();
+    for plan in opts.boards {
+        let run_dir = writer.board_dir(&plan.board.name);
+        tasks.spawn(board_task(
+            plan,
+            run_dir,
+            suite.clone(),
+            tx.clone(),
+            started,
+        ));
+    }
+    drop(tx);
+
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(Event::Props(board, props)) => report.board_mut(&board).properties.extend(props),
+                Some(Event::Case(board, case)) => {
+                    eprintln!("hil: {board}: {} {} ({:.1} s){}", crate::report::summary::mark(case.outcome), case.name, case.duration_s,
+                        if case.outcome == Outcome::Pass { String::new() } else { format!(": {}", case.outcome.label()) });
+                    if case.outcome != Outcome::Pass && !case.message.is_empty() {
+                        eprintln!("      {}", case.message.chars().take(400).collect::<String>());
+                    }
+                    report.board_mut(&board).cases.push(case);
+                }
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                eprintln!("hil: interrupted; stopping boards and writing the partial report");
+                tasks.abort_all();
+            }
+        }
+        report.duration_s = started.elapsed().as_secs_f64();
+        if let Err(e) = writer.write(&report) {
+            eprintln!("hil: warning: cannot update the report: {e}");
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            if e.is_panic() {
+                eprintln!("hil: error: harness: a board task panicked: {e}");
+                report.boards.first_mut().map(|b| {
+                    b.cases
+                        .push(harness_case(format!("board task panicked: {e}")))
+                });
+            }
+        }
+    }
+    let code = if interrupted {
+        exit::INTERRUPTED
+    } else {
+        exit_code(report.outcomes())
+    };
+    report.complete = !interrupted;
+    report.exit_code = Some(code);
+    report.duration_s = started.elapsed().as_secs_f64();
+    writer.write(&report)?;
+    eprintln!(
+        "hil: done in {:.1} s, exit {code}; report: {}",
+        report.duration_s,
+        writer.dir.join("summary.md").display()
+    );
+    Ok(code)
+}
+
+fn harness_case(message: String) -> CaseReport {
+    case(
+        "harness",
+        "harness",
+        Outcome::HarnessError,
+        message,
+        0.0,
+        0.0,
+    )
+}
+
+fn case(
+    name: &str,
+    kind: &str,
+    outcome: Outcome,
+    message: String,
+    started_s: f64,
+    duration_s: f64,
+) -> CaseReport {
+    CaseReport {
+        name: name.into(),
+        kind: kind.into(),
+        outcome,
+        message,
+        duration_s,
+        started_s,
+        figures: Default::default(),
+        console: String::new(),
+    }
+}
+
+/// Collects what the console prints while a case runs.
+struct Capture(Option<mpsc::UnboundedReceiver<crate::console::Event>>);
+
+impl Capture {
+    fn start(s: &BoardSession) -> Capture {
+        Capture(s.console().map(|c| c.subscribe()))
+    }
+    fn take(mut self) -> String {
+        let mut raw = Vec::new();
+        if let Some(rx) = self.0.as_mut() {
+            while let Ok(crate::console::Event::Data(d)) = rx.try_recv() {
+                raw.extend_from_slice(&d);
+                if raw.len() > 4 * SLICE_MAX {
+                    raw.drain(..raw.len() - SLICE_MAX);
+                }
+            }
+        }
+        tail_text(&crate::text::clean(&raw), SLICE_MAX)
+    }
+}
+
+async fn board_task(
+    plan: BoardPlan,
+    run_dir: PathBuf,
+    suite: Arc<Suite>,
+    tx: mpsc::UnboundedSender<Event>,
+    run_start: Instant,
+) {
+    let name = plan.board.name.clone();
+    let send_case = |c: CaseReport| {
+        let _ = tx.send(Event::Case(name.clone(), c));
+    };
+    let mut props = BTreeMap::new();
+    props.insert("soc".to_string(), plan.board.soc.clone());
+    props.insert("board_file".to_string(), plan.path.display().to_string());
+
+    // Prepare: sim images, placeholders, pinned host key.
+    let t0 = Instant::now();
+    let session = match prepare(&plan, &run_dir, &mut props).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(Event::Props(name.clone(), props));
+            send_case(case(
+                "prepare",
+                "prepare",
+                e.outcome(),
+                e.to_string(),
+                0.0,
+                t0.elapsed().as_secs_f64(),
+            ));
+            for c in &suite.checks {
+                send_case(case(
+                    &c.name,
+                    c.kind_name(),
+                    Outcome::Skipped,
+                    "not run: board preparation failed".into(),
+                    0.0,
+                    0.0,
+                ));
+            }
+            return;
+        }
+    };
+    let _ = tx.send(Event::Props(name.clone(), props.clone()));
+    let mut s = session;
+
+    // Boot as its own testcase: how long it took, and where it stopped if it did.
+    let first = suite
+        .checks
+        .iter()
+        .map(|c| c.needs())
+        .min()
+        .unwrap_or(State::LinuxConsole);
+    let t = Instant::now();
+    let started_s = run_start.elapsed().as_secs_f64();
+    let capture = Capture::start(&s);
+    let r = s.reach(first).await;
+    let mut c = case(
+        "boot",
+        "boot",
+        Outcome::Pass,
+        String::new(),
+        started_s,
+        t.elapsed().as_secs_f64(),
+    );
+    // The console did not exist before power-on; take the whole boot from the log instead.
+    c.console = boot_slice(&run_dir).unwrap_or_else(|| capture.take());
+    let mut lab_broken = false;
+    match &r {
+        Ok(()) => {
+            c.message = format!("reached {:?} in {:.1} s", s.state, c.duration_s);
+            c.figures
+                .insert("boot_s".into(), serde_json::json!(c.duration_s));
+        }
+        Err(e) => {
+            c.outcome = e.outcome();
+            c.message = e.to_string();
+            lab_broken = true;
+        }
+    }
+    let facts: BTreeMap<String, String> = s
+        .facts
+        .clone()
+        .into_iter()
+        .filter(|(k, _)| k == "kernel")
+        .collect();
+    let _ = tx.send(Event::Props(name.clone(), facts));
+    send_case(c);
+
+    for spec in &suite.checks {
+        if lab_broken {
+            send_case(case(
+                &spec.name,
+                spec.kind_name(),
+                Outcome::Skipped,
+                "not run: the board was lost to an earlier error".into(),
+                run_start.elapsed().as_secs_f64(),
+                0.0,
+            ));
+            continue;
+        }
+        let c = run_check(&mut s, spec, run_start).await;
+        if let Some(e) = &c.1 {
+            if e.lab_broken() {
+                lab_broken = true;
+            } else if e.board_lost() {
+                // The DUT died (panic): later checks get a freshly booted board.
+                let _ = s.power_off().await;
+            }
+        }
+        send_case(c.0);
+    }
+    let _ = s.power_off().await;
+}
+
+/// The console log from its start (the whole boot), as text.
+fn boot_slice(run_dir: &std::path::Path) -> Option<String> {
+    let raw = std::fs::read(run_dir.join("console.log")).ok()?;
+    Some(tail_text(&crate::text::clean(&raw), SLICE_MAX))
+}
+
+async fn run_check(
+    s: &mut BoardSession,
+    spec: &CheckSpec,
+    run_start: Instant,
+) -> (CaseReport, Option<StepError>) {
+    let t = Instant::now();
+    let started_s = run_start.elapsed().as_secs_f64();
+    let mut c = case(
+        &spec.name,
+        spec.kind_name(),
+        Outcome::Pass,
+        String::new(),
+        started_s,
+        0.0,
+    );
+    let result = match s.reach(spec.needs()).await {
+        Err(e) => Err(e),
+        Ok(()) => {
+            let capture = Capture::start(s);
+            // Watch the console for a panic or the board going away while the check talks to
+            // the board (SSH would otherwise just hang).
+            let mut watch = s
+                .console()
+                .map(|con| Expecter::new(con.subscribe(), linux_death_patterns()));
+            // Grace beyond the check's own limit, for the transport to report its timeout.
+            let limit = spec.timeout + Duration::from_secs(10);
+            let r = tokio::select! {
+                r = tokio::time::timeout(limit, spec.run(s)) => r.unwrap_or(Err(StepError::CheckTimeout(spec.timeout.as_secs()))),
+                e = async { match watch.as_mut() { Some(w) => w.watch().await, None => std::future::pending().await } } => Err(e.into()),
+            };
+            c.console = capture.take();
+            r
+        }
+    };
+    c.duration_s = t.elapsed().as_secs_f64();
+    match result {
+        Ok(out) => {
+            c.outcome = out.outcome.unwrap_or(Outcome::Pass);
+            c.message = out.message;
+            c.figures = out.figures;
+            (c, None)
+        }
+        Err(e) => {
+            c.outcome = e.outcome();
+            c.message = e.to_string();
+            (c, Some(e))
+        }
+    }
+}
+
+/// Resolves placeholders (provisioning the sim lab for a simulated board) and builds the
+/// board session.
+async fn prepare(
+    plan: &BoardPlan,
+    run_dir: &std::path::Path,
+    props: &mut BTreeMap<String, String>,
+) -> Result<BoardSession, StepError> {
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| StepError::Infra(format!("{}: {e}", run_dir.display())))?;
+    let mut vars = expand::Vars::new();
+    vars.insert("cache", crate::lab::cache_root().display().to_string());
+    vars.insert("run_dir", run_dir.display().to_string());
+    if plan.board.simulated {
+        let images = crate::lab::build(&crate::lab::BuildOptions {
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        })
+        .await
+        .map_err(|e| StepError::Infra(format!("sim lab build failed: {e:#}")))?;
+        let bd = crate::lab::prepare_board(&images, &plan.board.name).map_err(|e| {
+            StepError::Infra(format!(
+                "sim board {} preparation failed: {e:#}",
+                plan.board.name
+            ))
+        })?;
+        vars.insert("images", images.dir.display().to_string());
+        vars.insert("board_dir", bd.dir.display().to_string());
+        props.insert("kernel_package".into(), images.kernel_version.clone());
+        for (k, p) in [
+            ("image_sha256.kernel", &images.kernel),
+            ("image_sha256.initrd", &bd.tftp.join("initrd.gz")),
+        ] {
+            if let Ok(h) = crate::hash::sha256_file(p) {
+                props.insert(k.into(), h);
+            }
+        }
+    }
+    let board = plan
+        .board
+        .expanded(&plan.path, &vars)
+        .map_err(|e| StepError::Harness(e.to_string()))?;
+    let target = board
+        .ssh_target(&plan.path)
+        .map_err(|e| StepError::Infra(e.to_string()))?;
+    Ok(BoardSession::new(board, run_dir.to_path_buf(), target))
+}

@@ -1,0 +1,252 @@
+//! End-to-end tests on the simulated lab, through the `hil` CLI exactly as a user runs it.
+//!
+//! They share one sim board (its SSH port and state dir), so they run one at a time. The
+//! first one provisions the lab (cached afterwards). Timeouts are generous: emulation slows
+//! down when the machine is busy. Every QEMU started here is hil's child and dies with it
+//! (PR_SET_PDEATHSIG); the tests also kill hil itself on failure paths.
+
+use crate::common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static ONE_BOARD: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    ONE_BOARD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Kills the child (hil) if a test fails midway; hil's QEMU dies with it.
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hil-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", p.display()))
+}
+
+fn case<'a>(results: &'a serde_json::Value, board: &str, name: &str) -> &'a serde_json::Value {
+    results["boards"]
+        .as_array()
+        .and_then(|bs| bs.iter().find(|b| b["name"] == board))
+        .and_then(|b| b["cases"].as_array())
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no case {name} for {board} in {results:#}"))
+}
+
+/// Parses junit.xml with a standard JUnit consumer (python junitparser) and returns
+/// "name outcome" lines, so the test checks what a CI system would read.
+fn junit_consumer(path: &Path) -> String {
+    let have = std::process::Command::new("python3").args(["-c", "import junitparser"]).status().is_ok_and(|s| s.success());
+    if !have {
+        let st = std::process::Command::new("python3").args(["-m", "pip", "install", "--quiet", "junitparser"]).status();
+        assert!(st.is_ok_and(|s| s.success()), "installing junitparser from PyPI failed");
+    }
+    let script = r#"
+import sys
+from junitparser import JUnitXml, Failure, Error, Skipped
+xml = JUnitXml.fromfile(sys.argv[1])
+for suite in xml:
+    for case in suite:
+        kinds = [type(r).__name__ + ':' + (r.type or '') for r in case.result]
+        out = case.system_out or ''
+        print(case.name, ','.join(kinds) or 'pass', len(out))
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", script, path.to_str().unwrap()])
+        .output()
+        .expect("python3 runs");
+    assert!(o.status.success(), "junitparser rejected {}: {}", path.display(), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Spawns `hil` with stderr lines forwarded (timestamped) through a channel.
+fn spawn_hil(args: &[&str]) -> (Guard, mpsc::Receiver<(Instant, String)>) {
+    let mut child = hil().args(args).stderr(Stdio::piped()).stdout(Stdio::null()).stdin(Stdio::null()).spawn().expect("spawn hil");
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("  | {line}");
+            let _ = tx.send((Instant::now(), line));
+        }
+    });
+    (Guard(child), rx)
+}
+
+fn wait_exit(g: &mut Guard, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = g.0.try_wait().expect("wait") {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "hil did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for_file_text(p: &Path, needle: &str, limit: Duration) -> Instant {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(b) = std::fs::read(p) {
+            if String::from_utf8_lossy(&b).contains(needle) {
+                return Instant::now();
+            }
+        }
+        assert!(Instant::now() < deadline, "{needle:?} not in {} within {limit:?}", p.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const BOOT_LIMIT: Duration = Duration::from_secs(30 * 60); // includes a cold lab build
+
+#[test]
+fn smoke_suite_passes_on_sim_rk3588() {
+    let _l = lock();
+    let out = out_dir("smoke");
+    let (mut g, _rx) = spawn_hil(&["run", "suites/smoke.toml", "--out", out.to_str().unwrap()]);
+    let code = wait_exit(&mut g, BOOT_LIMIT);
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(code, 0, "smoke exit status; results: {results:#}");
+    assert_eq!(results["complete"], true);
+    for name in ["boot", "arch", "kvm", "smmu-probed", "ssh-exit-status"] {
+        assert_eq!(case(&results, "sim-rk3588", name)["outcome"], "pass", "{name}");
+    }
+    assert_eq!(case(&results, "sim-rk3588", "ssh-exit-status")["figures"]["exit_status"], 7);
+    let props = &results["boards"][0]["properties"];
+    assert!(props["kernel"].as_str().unwrap_or("").contains("arm64"), "{props}");
+    // U-Boot typed at over the console, kernel by TFTP, as on a real board
+    let log = std::fs::read_to_string(out.join("boards/sim-rk3588/console.log")).unwrap();
+    for needle in ["U-Boot 2023.01", "Bytes transferred", "Starting kernel", "hil: board ready"] {
+        assert!(log.contains(needle), "console.log has {needle:?}");
+    }
+    // A standard JUnit consumer reads it; each check's system-out is its console slice.
+    let cases = junit_consumer(&out.join("junit.xml"));
+    for line in cases.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f[1], "pass", "{line}");
+        if f[0] != "ssh-exit-status" {
+            assert!(f[2].parse::<usize>().unwrap() > 0, "console slice for {line}");
+        }
+    }
+    let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(xml.contains("HIL_S_") || xml.contains("aarch64"), "arch case carries its console output");
+    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("| ✔ | smmu-probed |"));
+}
+
+#[test]
+fn qemu_killed_mid_suite_is_an_infrastructure_error_within_10s() {
+    let _l = lock();
+    let out = out_dir("kill");
+    let suite = data("suites/kill-midway.toml");
+    let (mut g, _rx) = spawn_hil(&["run", suite.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let board_dir = out.join("boards/sim-rk3588");
+    wait_for_file_text(&board_dir.join("console.log"), "sleeping-now\r\n", BOOT_LIMIT);
+    let pid: i32 = std::fs::read_to_string(board_dir.join("qemu.pid")).unwrap().trim().parse().unwrap();
+    let killed = Instant::now();
+    // SAFETY: the pid is the board QEMU that our hil child started and recorded.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let code = wait_exit(&mut g, Duration::from_secs(30));
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(10), "run ended {took:?} after the kill");
+    assert_eq!(code, 3, "exit status for an infrastructure error");
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(results["complete"], true);
+    assert_eq!(case(&results, "sim-rk3588", "quick")["outcome"], "pass");
+    let long = case(&results, "sim-rk3588", "long-sleep");
+    assert_eq!(long["outcome"], "error:infrastructure", "{long}");
+    assert!(long["message"].as_str().unwrap().contains("console closed"), "{long}");
+    assert_eq!(case(&results, "sim-rk3588", "after")["outcome"], "skipped");
+    let cases = junit_consumer(&out.join("junit.xml"));
+    assert!(cases.lines().any(|l| l.starts_with("long-sleep Error:infrastructure")), "{cases}");
+    let log = std::fs::read_to_string(board_dir.join("console.log")).unwrap();
+    assert!(log.contains("sleeping-now") && log.contains("### hil: console closed"), "log complete up to the kill");
+}
+
+#[test]
+fn kernel_panic_during_a_check_fails_it_within_2s() {
+    let _l = lock();
+    let out = out_dir("panic");
+    let suite = data("suites/panic.toml");
+    let (mut g, rx) = spawn_hil(&["run", suite.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let panic_seen = wait_for_file_text(&out.join("boards/sim-rk3588/console.log"), "Kernel panic - not syncing", BOOT_LIMIT);
+    let code = wait_exit(&mut g, Duration::from_secs(120));
+    let reported = rx
+        .try_iter()
+        .find(|(_, l)| l.contains("sysrq-crash") && l.contains("fail"))
+        .map(|(t, _)| t)
+        .expect("hil reported the failing check");
+    let lag = reported.saturating_duration_since(panic_seen);
+    assert!(lag < Duration::from_secs(2), "fail reported {lag:?} after the panic line");
+    assert_eq!(code, 1);
+    let results = read_json(&out.join("results.json"));
+    let c = case(&results, "sim-rk3588", "sysrq-crash");
+    assert_eq!(c["outcome"], "fail");
+    assert!(c["message"].as_str().unwrap().contains("kernel panic: ") && c["message"].as_str().unwrap().contains("Kernel panic - not syncing"), "{c}");
+    assert!(c["console"].as_str().unwrap().contains("Kernel panic - not syncing"), "slice holds the panic");
+    assert_eq!(case(&results, "sim-rk3588", "before")["outcome"], "pass");
+}
+
+#[test]
+fn live_console_shows_output_and_passes_typed_input() {
+    let _l = lock();
+    let mut child = hil()
+        .args(["console", "sim-rk3588"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn hil console");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut g = Guard(child);
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            let mut b = [0u8; 4096];
+            match std::io::Read::read(&mut r, &mut b) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&b[..n]);
+                    let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+                }
+            }
+        }
+    });
+    let wait_text = |needle: &str, limit: Duration| -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(s) if s.contains(needle) => return s,
+                Ok(_) => {}
+                Err(_) => panic!("{needle:?} not shown within {limit:?}"),
+            }
+        }
+    };
+    wait_text("Hit any key to stop autoboot", BOOT_LIMIT);
+    stdin.write_all(b" ").unwrap();
+    wait_text("=> ", Duration::from_secs(60));
+    stdin.write_all(b"echo typed-through-hil\r").unwrap();
+    let shown = wait_text("\ntyped-through-hil", Duration::from_secs(60));
+    assert!(shown.contains("U-Boot 2023.01"), "banner shown");
+    stdin.write_all(&[0x1d]).unwrap(); // Ctrl-] quits and powers the sim board off
+    let code = wait_exit(&mut g, Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
