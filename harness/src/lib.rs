@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod expect;
+pub mod flash;
 pub mod hash;
 pub mod lab;
 pub mod lab_ctl;

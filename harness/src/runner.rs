@@ -109,10 +109,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         if let Err(e) = r {
             if e.is_panic() {
                 eprintln!("hil: error: harness: a board task panicked: {e}");
-                report.boards.first_mut().map(|b| {
+                if let Some(b) = report.boards.first_mut() {
                     b.cases
-                        .push(harness_case(format!("board task panicked: {e}")))
-                });
+                        .push(harness_case(format!("board task panicked: {e}")));
+                }
             }
         }
     }

@@ -278,10 +278,8 @@ impl Board {
             match (&s.host_key, &s.host_key_file) {
                 (None, None) => err("ssh.host_key", "is missing; expected the board's pinned host key (\"ssh-ed25519 AAAA...\") or ssh.host_key_file".into()),
                 (Some(_), Some(_)) => err("ssh.host_key_file", "is set together with ssh.host_key; expected only one".into()),
-                (Some(k), None) => {
-                    if crate::ssh::parse_public_key(k).is_none() {
-                        err("ssh.host_key", "expected \"<type> <base64>\" as in an OpenSSH .pub file".into());
-                    }
+                (Some(k), None) if crate::ssh::parse_public_key(k).is_none() => {
+                    err("ssh.host_key", "expected \"<type> <base64>\" as in an OpenSSH .pub file".into());
                 }
                 _ => {}
             }

@@ -131,7 +131,10 @@ mod tests {
 
     #[test]
     fn backspaces_overwrite_like_a_terminal() {
-        assert_eq!(apply_backspaces("abc\u{8}\u{8}\u{8}   \u{8}\u{8}\u{8}X"), "X  ");
+        assert_eq!(
+            apply_backspaces("abc\u{8}\u{8}\u{8}   \u{8}\u{8}\u{8}X"),
+            "X  "
+        );
         assert_eq!(apply_backspaces("\u{8}\u{8}ok"), "ok");
         assert_eq!(apply_backspaces("plain"), "plain");
     }

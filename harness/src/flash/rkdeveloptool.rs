@@ -291,7 +291,10 @@ pub struct Event {
 /// no text is a substring of another one with a different meaning (`Write LBA failed!`
 /// vs `Write LBA failed, err=`).
 const LITERALS: &[(&str, Message)] = &[
-    ("Downloading bootloader succeeded.", Message::LoaderDownloaded),
+    (
+        "Downloading bootloader succeeded.",
+        Message::LoaderDownloaded,
+    ),
     ("Upgrading loader succeeded.", Message::LoaderUpgraded),
     ("Reset Device OK.", Message::ResetOk),
     ("Erasing flash complete.", Message::FlashErased),
@@ -305,7 +308,10 @@ const LITERALS: &[(&str, Message)] = &[
         Message::TooManyDevices,
     ),
     ("Creating Comm Object failed!", Message::CommObjectFailed),
-    ("quit, creating comm object failed!", Message::CommObjectFailed),
+    (
+        "quit, creating comm object failed!",
+        Message::CommObjectFailed,
+    ),
     ("Write LBA failed!", Message::WriteFailed),
     ("Read LBA failed!", Message::ReadFailed),
     ("Downloading bootloader failed!", Message::CommandFailed),
@@ -331,11 +337,20 @@ const LITERALS: &[(&str, Message)] = &[
         "The device does not support this operation!",
         Message::WrongMode,
     ),
-    ("Opening loader failed, exiting download boot!", Message::BadLoader),
-    ("Opening loader failed, exiting upgrade loader!", Message::BadLoader),
+    (
+        "Opening loader failed, exiting download boot!",
+        Message::BadLoader,
+    ),
+    (
+        "Opening loader failed, exiting upgrade loader!",
+        Message::BadLoader,
+    ),
     ("Write LBA failed, err=", Message::BadImageFile),
     ("Read LBA failed, err=", Message::BadImageFile),
-    ("command is invalid, please check help!", Message::BadArguments),
+    (
+        "command is invalid, please check help!",
+        Message::BadArguments,
+    ),
     ("command is invalid!", Message::BadArguments),
     ("is invalid, please check!", Message::BadArguments),
 ];
@@ -343,9 +358,8 @@ const LITERALS: &[(&str, Message)] = &[
 static PROGRESS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"Write LBA from file \((\d+)%\)").expect("static regex"));
 
-static USB_LOG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"Error:\s*\S.*? failed,\s*err=-?\d+").expect("static regex")
-});
+static USB_LOG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"Error:\s*\S.*? failed,\s*err=-?\d+").expect("static regex"));
 
 /// Every recognised message in `output`, in the order printed.
 pub fn scan(output: &str) -> Vec<Event> {
@@ -398,7 +412,9 @@ pub enum StepOk {
     LoaderDownloaded,
     LoaderUpgraded,
     /// The last progress line (100 on success).
-    Written { percent: u32 },
+    Written {
+        percent: u32,
+    },
     Erased,
     Reset,
 }
@@ -406,9 +422,13 @@ pub enum StepOk {
 /// Why a step failed; each variant carries the line that said so.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RkError {
-    #[error("no rockusb device found: '{line}'; check the USB cable/hub and the board's boot mode")]
+    #[error(
+        "no rockusb device found: '{line}'; check the USB cable/hub and the board's boot mode"
+    )]
     NoDevice { line: String },
-    #[error("more than one rockusb device on this host: '{line}'; rkdeveloptool can only drive one")]
+    #[error(
+        "more than one rockusb device on this host: '{line}'; rkdeveloptool can only drive one"
+    )]
     TooManyDevices { line: String },
     #[error("could not open the rockusb device: '{line}'; check USB permissions (udev rule) and the cable")]
     Comm { line: String },
@@ -547,8 +567,12 @@ fn step_file(step: &Step) -> PathBuf {
 fn success_for(step: &Step, events: &[Event]) -> Option<StepOk> {
     let has = |m: Message| events.iter().any(|e| e.message == m);
     match step {
-        Step::DownloadBoot { .. } => has(Message::LoaderDownloaded).then_some(StepOk::LoaderDownloaded),
-        Step::UpgradeLoader { .. } => has(Message::LoaderUpgraded).then_some(StepOk::LoaderUpgraded),
+        Step::DownloadBoot { .. } => {
+            has(Message::LoaderDownloaded).then_some(StepOk::LoaderDownloaded)
+        }
+        Step::UpgradeLoader { .. } => {
+            has(Message::LoaderUpgraded).then_some(StepOk::LoaderUpgraded)
+        }
         Step::EraseFlash => has(Message::FlashErased).then_some(StepOk::Erased),
         Step::ResetDevice { .. } => has(Message::ResetOk).then_some(StepOk::Reset),
         Step::WriteLba { .. } => {
@@ -647,7 +671,9 @@ mod tests {
     fn invocations(body: &str) -> Vec<Invocation> {
         let mut out: Vec<Invocation> = Vec::new();
         for line in body.lines() {
-            if let Some(c) = CMD_LINE.captures(line) {
+            // `rkdeveloptool -v` prints "rkdeveloptool ver 1.32": output, not a command.
+            let command = CMD_LINE.captures(line).filter(|c| &c[1] != "ver");
+            if let Some(c) = command {
                 out.push(Invocation {
                     cmd: c[1].to_string(),
                     args: c[2].split_whitespace().map(str::to_string).collect(),
@@ -665,8 +691,12 @@ mod tests {
         let arg = |i: usize| inv.args.get(i).cloned().unwrap_or_default();
         match inv.cmd.as_str() {
             "ld" => Step::ListDevices,
-            "db" => Step::DownloadBoot { loader: arg(0).into() },
-            "ul" => Step::UpgradeLoader { loader: arg(0).into() },
+            "db" => Step::DownloadBoot {
+                loader: arg(0).into(),
+            },
+            "ul" => Step::UpgradeLoader {
+                loader: arg(0).into(),
+            },
             "wl" => Step::WriteLba {
                 sector: arg(0).parse().expect("sector"),
                 image: arg(1).into(),
@@ -706,8 +736,10 @@ mod tests {
 
     #[test]
     fn ld_loader_rock5b_tabs() {
-        let devs = parse_ld(&testdata::body(transcript!("rkdeveloptool-ld-loader-rock5b.txt")))
-            .expect("device");
+        let devs = parse_ld(&testdata::body(transcript!(
+            "rkdeveloptool-ld-loader-rock5b.txt"
+        )))
+        .expect("device");
         assert_eq!(devs.len(), 1);
         assert_eq!(devs[0].mode, UsbMode::Loader);
         assert_eq!(devs[0].location_id, 0x103);
@@ -751,7 +783,8 @@ mod tests {
         ));
         assert_eq!(parse_ld(""), Err(LdError::NoOutput));
         assert_eq!(
-            parse_ld("DevNo=2\tVid=0x2207,Pid=0x350b,LocationID=107\tMSC\n").map(|d| d[0].mode.clone()),
+            parse_ld("DevNo=2\tVid=0x2207,Pid=0x350b,LocationID=107\tMSC\n")
+                .map(|d| d[0].mode.clone()),
             Ok(UsbMode::Unknown("MSC".into()))
         );
     }
@@ -772,7 +805,10 @@ mod tests {
             assert_eq!(d[0].mode, UsbMode::Loader);
         }
         let rd = classify_step(&step_of(&inv[1]), &inv[1].output, Some(0));
-        assert!(matches!(rd, Err(RkError::Unrecognised { step: "rd", .. })), "{rd:?}");
+        assert!(
+            matches!(rd, Err(RkError::Unrecognised { step: "rd", .. })),
+            "{rd:?}"
+        );
     }
 
     #[test]
@@ -858,13 +894,23 @@ mod tests {
         let Ok(StepOk::Devices(devs)) = ld else {
             panic!("{ld:?}")
         };
-        assert_eq!((devs[0].mode.clone(), devs[0].soc()), (UsbMode::Loader, Some("rk3066")));
+        assert_eq!(
+            (devs[0].mode.clone(), devs[0].soc()),
+            (UsbMode::Loader, Some("rk3066"))
+        );
 
         let db = classify_step(&step_of(&inv[1]), &inv[1].output, Some(1));
         let Err(err) = &db else { panic!("{db:?}") };
         assert_eq!(err.class(), FlashClass::WrongMode);
         assert!(
-            matches!(err, RkError::WrongMode { step: "db", needed: ModeNeed::Maskrom, .. }),
+            matches!(
+                err,
+                RkError::WrongMode {
+                    step: "db",
+                    needed: ModeNeed::Maskrom,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert!(err.to_string().contains("Maskrom mode"), "{err}");
@@ -894,7 +940,9 @@ mod tests {
 
     #[test]
     fn maskrom_without_loader_rock5a() {
-        let body = testdata::body(transcript!("rkdeveloptool-maskrom-commands-fail-rock5a.txt"));
+        let body = testdata::body(transcript!(
+            "rkdeveloptool-maskrom-commands-fail-rock5a.txt"
+        ));
         let inv = invocations(&body);
         let by_cmd = |cmd: &str| -> Vec<Message> {
             inv.iter()
@@ -903,7 +951,10 @@ mod tests {
                 .map(|e| e.message)
                 .collect()
         };
-        assert_eq!(by_cmd("rfi"), [Message::CommandFailed, Message::CommandFailed]);
+        assert_eq!(
+            by_cmd("rfi"),
+            [Message::CommandFailed, Message::CommandFailed]
+        );
         assert_eq!(by_cmd("ppt"), [Message::CommandFailed; 3]);
         assert_eq!(by_cmd("ef"), [Message::CommandFailed]);
         assert_eq!(by_cmd("rcb"), [Message::CommandFailed]);
@@ -919,12 +970,17 @@ mod tests {
             })
         );
         assert_eq!(class_of(&r), FlashClass::Configuration);
-        assert!(r.expect_err("bad loader").to_string().contains("loader file foo"));
+        assert!(r
+            .expect_err("bad loader")
+            .to_string()
+            .contains("loader file foo"));
     }
 
     #[test]
     fn ef_without_loader_fails_rock5a() {
-        let body = testdata::body(transcript!("rkdeveloptool-maskrom-commands-fail-rock5a.txt"));
+        let body = testdata::body(transcript!(
+            "rkdeveloptool-maskrom-commands-fail-rock5a.txt"
+        ));
         let inv = invocations(&body);
         let Some(ef) = inv.iter().find(|i| i.cmd == "ef") else {
             panic!("no ef")
@@ -952,7 +1008,9 @@ mod tests {
             let ev = scan(&i.output);
             assert!(!ev.is_empty(), "{}: no message", i.cmd);
             assert!(
-                classes(&ev).iter().all(|c| *c == FlashClass::Infrastructure),
+                classes(&ev)
+                    .iter()
+                    .all(|c| *c == FlashClass::Infrastructure),
                 "{}: {ev:?}",
                 i.cmd
             );
@@ -1017,7 +1075,10 @@ mod tests {
             &red("Found too many rockusb devices, please plug devices out!"),
             Some(1),
         );
-        assert!(matches!(many, Err(RkError::TooManyDevices { .. })), "{many:?}");
+        assert!(
+            matches!(many, Err(RkError::TooManyDevices { .. })),
+            "{many:?}"
+        );
         assert_eq!(class_of(&many), FlashClass::Infrastructure);
     }
 
@@ -1041,12 +1102,16 @@ mod tests {
     #[test]
     fn progress_with_cr_and_with_ansi_redraw() {
         // The brief's form: updates separated by bare CRs.
-        let cr = "Write LBA from file (10%)\rWrite LBA from file (55%)\rWrite LBA from file (100%)\r\n";
+        let cr =
+            "Write LBA from file (10%)\rWrite LBA from file (55%)\rWrite LBA from file (100%)\r\n";
         assert_eq!(last_write_progress(cr), Some(100));
         // main.cpp's form: first line, then ESC[1A ESC[2K before every redraw.
         let ansi = "Write LBA from file (3%)\r\n\x1b[1A\x1b[2KWrite LBA from file (64%)\r\n";
         assert_eq!(last_write_progress(ansi), Some(64));
-        assert_eq!(last_write_progress("Downloading bootloader succeeded."), None);
+        assert_eq!(
+            last_write_progress("Downloading bootloader succeeded."),
+            None
+        );
 
         let wl = Step::WriteLba {
             sector: 0x4000,
@@ -1062,7 +1127,11 @@ mod tests {
             Err(RkError::Unrecognised { step: "wl", .. })
         ));
         // Failure on the same line as the last redraw (CR-separated stream).
-        let r = classify_step(&wl, "Write LBA from file (40%)\rWrite LBA failed!\r\n", Some(1));
+        let r = classify_step(
+            &wl,
+            "Write LBA from file (40%)\rWrite LBA failed!\r\n",
+            Some(1),
+        );
         assert_eq!(
             r,
             Err(RkError::WriteFailed {
@@ -1086,10 +1155,7 @@ mod tests {
         );
         assert!(matches!(&r, Err(RkError::BadImage { file, .. }) if file.ends_with("missing.img")));
         assert_eq!(class_of(&r), FlashClass::Configuration);
-        assert_eq!(
-            scan("Read LBA failed!\r\n")[0].message,
-            Message::ReadFailed
-        );
+        assert_eq!(scan("Read LBA failed!\r\n")[0].message, Message::ReadFailed);
         assert_eq!(
             scan("Reset Device quit, creating comm object failed!\r\n")[0].message,
             Message::CommObjectFailed
@@ -1113,7 +1179,10 @@ mod tests {
             ("Write LBA failed!", FlashClass::Infrastructure),
             ("Reset Device OK.", FlashClass::Ok),
             ("Upgrading loader succeeded.", FlashClass::Ok),
-            ("The device does not support this operation!", FlashClass::WrongMode),
+            (
+                "The device does not support this operation!",
+                FlashClass::WrongMode,
+            ),
             (
                 "Did not find any rockusb device, please plug device in!",
                 FlashClass::Infrastructure,
@@ -1140,10 +1209,25 @@ mod tests {
     fn no_message_means_unrecognised_even_on_exit_zero() {
         let rd = Step::ResetDevice { subcode: None };
         let r = classify_step(&rd, "", Some(0));
-        assert!(matches!(r, Err(RkError::Unrecognised { exit_status: Some(0), .. })));
+        assert!(matches!(
+            r,
+            Err(RkError::Unrecognised {
+                exit_status: Some(0),
+                ..
+            })
+        ));
         let r = classify_step(&rd, "Reset Device OK.\r\n", Some(1));
-        assert!(matches!(r, Err(RkError::Unrecognised { exit_status: Some(1), .. })));
-        assert_eq!(classify_step(&rd, "Reset Device OK.\r\n", None), Ok(StepOk::Reset));
+        assert!(matches!(
+            r,
+            Err(RkError::Unrecognised {
+                exit_status: Some(1),
+                ..
+            })
+        ));
+        assert_eq!(
+            classify_step(&rd, "Reset Device OK.\r\n", None),
+            Ok(StepOk::Reset)
+        );
     }
 
     // ---- plan ---------------------------------------------------------------------------
@@ -1199,7 +1283,10 @@ mod tests {
             &UsbMode::Unknown("Unknown".into()),
         );
         assert_eq!(r, Err(PlanError::UnusableMode("Unknown".into())));
-        assert_eq!(PlanError::UnusableMode(String::new()).class(), FlashClass::WrongMode);
+        assert_eq!(
+            PlanError::UnusableMode(String::new()).class(),
+            FlashClass::WrongMode
+        );
     }
 
     #[test]
@@ -1211,7 +1298,10 @@ mod tests {
             [OsString::from("rd"), "3".into()]
         );
         assert_eq!(
-            Step::UpgradeLoader { loader: "l.bin".into() }.args(),
+            Step::UpgradeLoader {
+                loader: "l.bin".into()
+            }
+            .args(),
             [OsString::from("ul"), "l.bin".into()]
         );
     }

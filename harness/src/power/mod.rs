@@ -18,7 +18,7 @@ pub enum PowerError {
 }
 
 pub enum Power {
-    Qemu(qemu::QemuPower),
+    Qemu(Box<qemu::QemuPower>),
     Command(command::CommandPower),
     Manual(manual::ManualPower),
 }
@@ -27,7 +27,7 @@ impl Power {
     /// `qemu` needs the board's expanded QEMU config and a directory for its logs/sockets.
     pub fn new(board: &Board, run_dir: PathBuf) -> Power {
         match board.power.backend {
-            PowerBackend::Qemu => Power::Qemu(qemu::QemuPower::new(board, run_dir)),
+            PowerBackend::Qemu => Power::Qemu(Box::new(qemu::QemuPower::new(board, run_dir))),
             PowerBackend::Command => Power::Command(command::CommandPower::new(&board.power)),
             PowerBackend::Manual => {
                 Power::Manual(manual::ManualPower::new(&board.name, &board.power))

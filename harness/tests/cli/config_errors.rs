@@ -7,9 +7,18 @@ fn assert_clean_config_error(o: &std::process::Output, file: &str, key: &str, ex
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(2), "exit status; stderr: {err}");
     assert!(err.contains(file), "names the file {file}: {err}");
-    assert!(err.contains(&format!("key `{key}`")), "names the key {key}: {err}");
-    assert!(err.contains(expected), "says what was expected ({expected}): {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "no panic: {err}");
+    assert!(
+        err.contains(&format!("key `{key}`")),
+        "names the key {key}: {err}"
+    );
+    assert!(
+        err.contains(expected),
+        "says what was expected ({expected}): {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "no panic: {err}"
+    );
 }
 
 #[test]
@@ -21,26 +30,45 @@ fn suite_with_wrong_type_names_file_key_and_line() {
 #[test]
 fn suite_with_unknown_key_lists_the_valid_ones() {
     let o = run(hil().args(["run", data("suites/unknown-key.toml").to_str().unwrap()]));
-    assert_clean_config_error(&o, "unknown-key.toml", "check[0].comand", "expected one of `command`");
+    assert_clean_config_error(
+        &o,
+        "unknown-key.toml",
+        "check[0].comand",
+        "expected one of `command`",
+    );
 }
 
 #[test]
 fn board_with_wrong_type_is_rejected_before_anything_runs() {
-    let o = run(hil()
-        .env("HIL_BOARDS", data("boards"))
-        .args(["run", "suites/smoke.toml", "--board", "broken-board"]));
+    let o = run(hil().env("HIL_BOARDS", data("boards")).args([
+        "run",
+        "suites/smoke.toml",
+        "--board",
+        "broken-board",
+    ]));
     assert_clean_config_error(&o, "broken-board.toml:6", "console.baud", "expected u32");
 }
 
 #[test]
 fn board_with_missing_power_command_says_which() {
-    let o = run(hil()
-        .env("HIL_BOARDS", data("boards"))
-        .args(["run", "suites/smoke.toml", "--board", "no-power-cmd"]));
+    let o = run(hil().env("HIL_BOARDS", data("boards")).args([
+        "run",
+        "suites/smoke.toml",
+        "--board",
+        "no-power-cmd",
+    ]));
     let err = stderr(&o);
-    assert_clean_config_error(&o, "no-power-cmd.toml", "power.off", "expected a shell command");
+    assert_clean_config_error(
+        &o,
+        "no-power-cmd.toml",
+        "power.off",
+        "expected a shell command",
+    );
     // every problem of the file in one go
-    assert!(err.contains("key `console.device`") && err.contains("by-id"), "{err}");
+    assert!(
+        err.contains("key `console.device`") && err.contains("by-id"),
+        "{err}"
+    );
     assert!(err.contains("key `power.timeout_s`"), "{err}");
 }
 
@@ -49,7 +77,10 @@ fn unknown_board_lists_known_ones() {
     let o = run(hil().args(["run", "suites/smoke.toml", "--board", "sim-rk3589"]));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("sim-rk3589.toml") && err.contains("sim-rk3588"), "{err}");
+    assert!(
+        err.contains("sim-rk3589.toml") && err.contains("sim-rk3588"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -57,7 +88,10 @@ fn missing_suite_file_is_a_config_error() {
     let o = run(hil().args(["run", "suites/nope.toml"]));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("suites/nope.toml") && err.contains("cannot read"), "{err}");
+    assert!(
+        err.contains("suites/nope.toml") && err.contains("cannot read"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -66,13 +100,18 @@ fn shipped_board_files_validate() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     for b in ["sim-rk3588", "sim-rcar", "rk3588-evb", "rcar-salvator-xs"] {
-        assert!(out.lines().any(|l| l.starts_with(b) && l.ends_with("ok")), "{b} listed ok: {out}");
+        assert!(
+            out.lines().any(|l| l.starts_with(b) && l.ends_with("ok")),
+            "{b} listed ok: {out}"
+        );
     }
 }
 
 #[test]
 fn boards_check_fails_on_a_broken_board() {
-    let o = run(hil().env("HIL_BOARDS", data("boards")).args(["boards", "check"]));
+    let o = run(hil()
+        .env("HIL_BOARDS", data("boards"))
+        .args(["boards", "check"]));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("broken-board.toml"));
 }

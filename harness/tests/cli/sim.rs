@@ -51,10 +51,18 @@ fn case<'a>(results: &'a serde_json::Value, board: &str, name: &str) -> &'a serd
 /// Parses junit.xml with a standard JUnit consumer (python junitparser) and returns
 /// "name outcome" lines, so the test checks what a CI system would read.
 fn junit_consumer(path: &Path) -> String {
-    let have = std::process::Command::new("python3").args(["-c", "import junitparser"]).status().is_ok_and(|s| s.success());
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import junitparser"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !have {
-        let st = std::process::Command::new("python3").args(["-m", "pip", "install", "--quiet", "junitparser"]).status();
-        assert!(st.is_ok_and(|s| s.success()), "installing junitparser from PyPI failed");
+        let st = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "junitparser"])
+            .status();
+        assert!(
+            st.is_ok_and(|s| s.success()),
+            "installing junitparser from PyPI failed"
+        );
     }
     let script = r#"
 import sys
@@ -70,13 +78,24 @@ for suite in xml:
         .args(["-c", script, path.to_str().unwrap()])
         .output()
         .expect("python3 runs");
-    assert!(o.status.success(), "junitparser rejected {}: {}", path.display(), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "junitparser rejected {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Spawns `hil` with stderr lines forwarded (timestamped) through a channel.
 fn spawn_hil(args: &[&str]) -> (Guard, mpsc::Receiver<(Instant, String)>) {
-    let mut child = hil().args(args).stderr(Stdio::piped()).stdout(Stdio::null()).stdin(Stdio::null()).spawn().expect("spawn hil");
+    let mut child = hil()
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn hil");
     let err = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -94,7 +113,10 @@ fn wait_exit(g: &mut Guard, limit: Duration) -> i32 {
         if let Some(s) = g.0.try_wait().expect("wait") {
             return s.code().unwrap_or(-1);
         }
-        assert!(Instant::now() < deadline, "hil did not exit within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "hil did not exit within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -107,7 +129,11 @@ fn wait_for_file_text(p: &Path, needle: &str, limit: Duration) -> Instant {
                 return Instant::now();
             }
         }
-        assert!(Instant::now() < deadline, "{needle:?} not in {} within {limit:?}", p.display());
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not in {} within {limit:?}",
+            p.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -124,14 +150,29 @@ fn smoke_suite_passes_on_sim_rk3588() {
     assert_eq!(code, 0, "smoke exit status; results: {results:#}");
     assert_eq!(results["complete"], true);
     for name in ["boot", "arch", "kvm", "smmu-probed", "ssh-exit-status"] {
-        assert_eq!(case(&results, "sim-rk3588", name)["outcome"], "pass", "{name}");
+        assert_eq!(
+            case(&results, "sim-rk3588", name)["outcome"],
+            "pass",
+            "{name}"
+        );
     }
-    assert_eq!(case(&results, "sim-rk3588", "ssh-exit-status")["figures"]["exit_status"], 7);
+    assert_eq!(
+        case(&results, "sim-rk3588", "ssh-exit-status")["figures"]["exit_status"],
+        7
+    );
     let props = &results["boards"][0]["properties"];
-    assert!(props["kernel"].as_str().unwrap_or("").contains("arm64"), "{props}");
+    assert!(
+        props["kernel"].as_str().unwrap_or("").contains("arm64"),
+        "{props}"
+    );
     // U-Boot typed at over the console, kernel by TFTP, as on a real board
     let log = std::fs::read_to_string(out.join("boards/sim-rk3588/console.log")).unwrap();
-    for needle in ["U-Boot 2023.01", "Bytes transferred", "Starting kernel", "hil: board ready"] {
+    for needle in [
+        "U-Boot 2023.01",
+        "Bytes transferred",
+        "Starting kernel",
+        "hil: board ready",
+    ] {
         assert!(log.contains(needle), "console.log has {needle:?}");
     }
     // A standard JUnit consumer reads it; each check's system-out is its console slice.
@@ -140,12 +181,20 @@ fn smoke_suite_passes_on_sim_rk3588() {
         let f: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(f[1], "pass", "{line}");
         if f[0] != "ssh-exit-status" {
-            assert!(f[2].parse::<usize>().unwrap() > 0, "console slice for {line}");
+            assert!(
+                f[2].parse::<usize>().unwrap() > 0,
+                "console slice for {line}"
+            );
         }
     }
     let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
-    assert!(xml.contains("HIL_S_") || xml.contains("aarch64"), "arch case carries its console output");
-    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("| ✔ | smmu-probed |"));
+    assert!(
+        xml.contains("HIL_S_") || xml.contains("aarch64"),
+        "arch case carries its console output"
+    );
+    assert!(std::fs::read_to_string(out.join("summary.md"))
+        .unwrap()
+        .contains("| ✔ | smmu-probed |"));
 }
 
 #[test]
@@ -153,28 +202,55 @@ fn qemu_killed_mid_suite_is_an_infrastructure_error_within_10s() {
     let _l = lock();
     let out = out_dir("kill");
     let suite = data("suites/kill-midway.toml");
-    let (mut g, _rx) = spawn_hil(&["run", suite.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (mut g, _rx) = spawn_hil(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let board_dir = out.join("boards/sim-rk3588");
-    wait_for_file_text(&board_dir.join("console.log"), "sleeping-now\r\n", BOOT_LIMIT);
-    let pid: i32 = std::fs::read_to_string(board_dir.join("qemu.pid")).unwrap().trim().parse().unwrap();
+    wait_for_file_text(
+        &board_dir.join("console.log"),
+        "sleeping-now\r\n",
+        BOOT_LIMIT,
+    );
+    let pid: i32 = std::fs::read_to_string(board_dir.join("qemu.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let killed = Instant::now();
     // SAFETY: the pid is the board QEMU that our hil child started and recorded.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let code = wait_exit(&mut g, Duration::from_secs(30));
     let took = killed.elapsed();
-    assert!(took < Duration::from_secs(10), "run ended {took:?} after the kill");
+    assert!(
+        took < Duration::from_secs(10),
+        "run ended {took:?} after the kill"
+    );
     assert_eq!(code, 3, "exit status for an infrastructure error");
     let results = read_json(&out.join("results.json"));
     assert_eq!(results["complete"], true);
     assert_eq!(case(&results, "sim-rk3588", "quick")["outcome"], "pass");
     let long = case(&results, "sim-rk3588", "long-sleep");
     assert_eq!(long["outcome"], "error:infrastructure", "{long}");
-    assert!(long["message"].as_str().unwrap().contains("console closed"), "{long}");
+    assert!(
+        long["message"].as_str().unwrap().contains("console closed"),
+        "{long}"
+    );
     assert_eq!(case(&results, "sim-rk3588", "after")["outcome"], "skipped");
     let cases = junit_consumer(&out.join("junit.xml"));
-    assert!(cases.lines().any(|l| l.starts_with("long-sleep Error:infrastructure")), "{cases}");
+    assert!(
+        cases
+            .lines()
+            .any(|l| l.starts_with("long-sleep Error:infrastructure")),
+        "{cases}"
+    );
     let log = std::fs::read_to_string(board_dir.join("console.log")).unwrap();
-    assert!(log.contains("sleeping-now") && log.contains("### hil: console closed"), "log complete up to the kill");
+    assert!(
+        log.contains("sleeping-now") && log.contains("### hil: console closed"),
+        "log complete up to the kill"
+    );
 }
 
 #[test]
@@ -182,8 +258,17 @@ fn kernel_panic_during_a_check_fails_it_within_2s() {
     let _l = lock();
     let out = out_dir("panic");
     let suite = data("suites/panic.toml");
-    let (mut g, rx) = spawn_hil(&["run", suite.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    let panic_seen = wait_for_file_text(&out.join("boards/sim-rk3588/console.log"), "Kernel panic - not syncing", BOOT_LIMIT);
+    let (mut g, rx) = spawn_hil(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let panic_seen = wait_for_file_text(
+        &out.join("boards/sim-rk3588/console.log"),
+        "Kernel panic - not syncing",
+        BOOT_LIMIT,
+    );
     let code = wait_exit(&mut g, Duration::from_secs(120));
     let reported = rx
         .try_iter()
@@ -191,13 +276,29 @@ fn kernel_panic_during_a_check_fails_it_within_2s() {
         .map(|(t, _)| t)
         .expect("hil reported the failing check");
     let lag = reported.saturating_duration_since(panic_seen);
-    assert!(lag < Duration::from_secs(2), "fail reported {lag:?} after the panic line");
+    assert!(
+        lag < Duration::from_secs(2),
+        "fail reported {lag:?} after the panic line"
+    );
     assert_eq!(code, 1);
     let results = read_json(&out.join("results.json"));
     let c = case(&results, "sim-rk3588", "sysrq-crash");
     assert_eq!(c["outcome"], "fail");
-    assert!(c["message"].as_str().unwrap().contains("kernel panic: ") && c["message"].as_str().unwrap().contains("Kernel panic - not syncing"), "{c}");
-    assert!(c["console"].as_str().unwrap().contains("Kernel panic - not syncing"), "slice holds the panic");
+    assert!(
+        c["message"].as_str().unwrap().contains("kernel panic: ")
+            && c["message"]
+                .as_str()
+                .unwrap()
+                .contains("Kernel panic - not syncing"),
+        "{c}"
+    );
+    assert!(
+        c["console"]
+            .as_str()
+            .unwrap()
+            .contains("Kernel panic - not syncing"),
+        "slice holds the panic"
+    );
     assert_eq!(case(&results, "sim-rk3588", "before")["outcome"], "pass");
 }
 
