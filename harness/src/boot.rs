@@ -154,17 +154,44 @@ impl BoardSession {
             .chain([bootargs])
             .collect();
         let ct = Duration::from_secs(self.board.bootloader.command_timeout_s);
+        // `; echo hil:rc=$?` makes a silent failure visible (a tftp that found no network
+        // returns to the prompt like a good one); the echoed command line shows `$?`
+        // literally, so only the real output matches.
+        let rc = Regex::new(r"hil:rc=(\d+)").expect("static regex");
         for cmd in commands {
             exp.clear();
-            console.send(format!("{cmd}\r"));
-            exp.expect(&[&prompt], ct).await.map_err(|e| match e {
-                ExpectError::Death { name, line } => StepError::Infra(format!("bootloader: `{cmd}`: {name}: {line}")),
+            console.send(format!("{cmd}; echo hil:rc=$?\r"));
+            let m = exp.expect(&[&rc], ct).await.map_err(|e| match e {
+                ExpectError::Death { name, line } => {
+                    StepError::Infra(format!("bootloader: `{cmd}`: {name}: {line}"))
+                }
                 ExpectError::Timeout { tail, .. } => StepError::Infra(format!(
-                    "bootloader: `{cmd}` did not return to the prompt within {} s; last output: {tail:?}",
+                    "bootloader: `{cmd}` did not finish within {} s; last output: {tail:?}",
                     ct.as_secs()
                 )),
                 e => e.into(),
             })?;
+            let code = rc
+                .captures(&m.matched)
+                .and_then(|c| std::str::from_utf8(&c[1]).ok()?.parse::<i32>().ok());
+            if code != Some(0) {
+                let out = crate::text::clean(&m.before);
+                let out = out
+                    .trim()
+                    .lines()
+                    .rev()
+                    .take(6)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                return Err(StepError::Infra(format!(
+                    "bootloader: `{cmd}` failed (return code {}): {out}",
+                    code.unwrap_or(-1)
+                )));
+            }
+            exp.expect(&[&prompt], ct).await?;
         }
         self.bootloader_expecter = Some(exp);
         Ok(())
@@ -188,6 +215,13 @@ impl BoardSession {
         let t = Duration::from_secs(l.boot_timeout_s);
         let started = tokio::time::Instant::now();
         let fail = |what: &str, e: ExpectError| match e {
+            // U-Boot refusing the kernel is the lab's images, not the DUT.
+            ExpectError::Death { name, line } if uboot_errors().iter().any(|d| d.name == name) => {
+                StepError::Infra(format!(
+                    "bootloader: `{}`: {name}: {line}",
+                    self.board.bootloader.boot_command
+                ))
+            }
             ExpectError::Timeout { tail, .. } => StepError::Infra(format!(
                 "linux: {what} not seen within {} s after `{}`; last output: {tail:?}",
                 t.as_secs(),

@@ -320,3 +320,23 @@ mod tests {
         assert!(e.buf.capacity() <= 4 * WINDOW);
     }
 }
+
+#[cfg(test)]
+mod prompt_tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+
+    #[tokio::test]
+    async fn prompt_after_marker_in_pieces() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut e = Expecter::new(rx, linux_death_patterns());
+        let end = Regex::new(r"HIL_E_2_(\d+)").unwrap();
+        let prompt = Regex::new(r"(?:# )(?:\x1b\[[0-9;?]*[A-Za-z])*$").unwrap();
+        for c in ["HIL_S_2\r\n6.1\r\nHIL_E_2_0\r\n", "/ # ", "\x1b[6n"] {
+            tx.send(Event::Data(Arc::from(c.as_bytes()))).unwrap();
+        }
+        e.expect(&[&end], Duration::from_secs(1)).await.unwrap();
+        e.expect(&[&prompt], Duration::from_secs(1)).await.unwrap();
+    }
+}

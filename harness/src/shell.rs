@@ -11,6 +11,15 @@ use crate::expect::{ExpectError, Expecter};
 use regex::bytes::Regex;
 use std::time::Duration;
 
+fn prompt_regex(prompt: &str) -> Result<Regex, regex::Error> {
+    match prompt.strip_suffix('$') {
+        Some(head) if !head.ends_with('\\') => {
+            Regex::new(&format!(r"(?:{head})(?:\x1b\[[0-9;?]*[A-Za-z])*$"))
+        }
+        _ => Regex::new(prompt),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CmdOutput {
     /// Cleaned text (no ANSI, no `\r`).
@@ -35,9 +44,16 @@ pub struct ConsoleShell {
     exp: Expecter,
     prompt: Regex,
     seq: u64,
+    /// The last prompt ended with a cursor position query nobody answered yet.
+    cursor_query_pending: bool,
 }
 
+/// What a terminal answers to `ESC[6n`: "the cursor is at row 1, column 1".
+const CURSOR_REPORT: &str = "\x1b[1;1R";
+
 impl ConsoleShell {
+    /// `prompt` is matched at the end of the output; when it ends in `$`, terminal escape
+    /// sequences after it are ignored (busybox sends `ESC[6n` right after its prompt).
     pub fn new(
         console: Console,
         exp: Expecter,
@@ -46,8 +62,9 @@ impl ConsoleShell {
         Ok(ConsoleShell {
             console,
             exp,
-            prompt: Regex::new(prompt)?,
+            prompt: prompt_regex(prompt)?,
             seq: 0,
+            cursor_query_pending: false,
         })
     }
 
@@ -72,6 +89,10 @@ impl ConsoleShell {
             "echo HIL''_S_{n}; eval {}; echo HIL''_E_{n}_$?\r",
             shell_words::quote(cmd)
         );
+        if std::mem::take(&mut self.cursor_query_pending) {
+            // Answer like a terminal would; see `wait_prompt`.
+            self.console.send(CURSOR_REPORT);
+        }
         self.console.send(line);
         let deadline = tokio::time::Instant::now() + timeout;
         let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -120,5 +141,19 @@ impl ConsoleShell {
 
     pub fn console(&self) -> &Console {
         &self.console
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prompt_regex;
+
+    #[test]
+    fn prompt_ignores_trailing_cursor_query() {
+        let p = prompt_regex("# $").unwrap();
+        assert!(p.is_match(b"HIL_E_1_0\r\n/ # \x1b[6n"));
+        assert!(p.is_match(b"/ # "));
+        assert!(!p.is_match(b"/ # \x1b[6nls"));
+        assert!(prompt_regex(r"\$").unwrap().is_match(b"$"));
     }
 }

@@ -333,6 +333,23 @@ pub(crate) fn extract(tools: &Tools, deb: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes .debs (and leftover partial dirs) that the current resolution does not use:
+/// old versions would otherwise pile up with every security update.
+pub(crate) fn prune(debs: &Path, keep: &[Pkg]) {
+    let keep: BTreeSet<String> = keep.iter().map(Pkg::deb_file_name).collect();
+    let Ok(rd) = std::fs::read_dir(debs) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".partial-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        } else if name.ends_with(".deb") && !keep.contains(&name) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 pub(crate) fn deb_path(debs: &Path, p: &Pkg) -> PathBuf {
     debs.join(p.deb_file_name())
 }

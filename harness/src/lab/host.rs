@@ -102,7 +102,8 @@ pub(crate) fn ensure_tools(log: &dyn Fn(&str)) -> Result<Tools> {
         ensure_arm64_arch()?;
         apt_update()?;
         let mut cmd = Command::new("apt-get");
-        cmd.args(["install", "-y", "--no-install-recommends"])
+        // --reinstall also restores a tool deleted from an installed package.
+        cmd.args(["install", "--reinstall", "-y", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive");
         run(&mut cmd)?;

@@ -36,9 +36,45 @@ pub const GUEST_INIT: &str = include_str!("../../../fixtures/sim/guest-init.sh")
 /// /usr/bin/qemu-system-aarch64 on the board.
 pub const QEMU_WRAPPER: &str = include_str!("../../../fixtures/sim/qemu-wrapper.sh");
 
-/// Path of the guest kernel and initrd on the board (tools disk mount point + files).
+/// Guest kernel (uncompressed arm64 Image) on the board, on the tools disk.
 pub const BOARD_GUEST_KERNEL: &str = "/opt/tools/guest/Image";
+/// Guest initramfs on the board, on the tools disk.
 pub const BOARD_GUEST_INITRD: &str = "/opt/tools/guest/initrd.gz";
+/// Console line printed by the board's /init just before its shell starts.
+pub const BOARD_READY: &str = "hil: board ready";
+/// Console line printed by the nested guest's /init just before its shell starts.
+pub const GUEST_READY: &str = "hil: guest ready";
+
+/// Where booti moves Image.gz to before inflating it into kernel_addr_r. U-Boot 2023.01
+/// qemu_arm64 has kernel_addr_r=0x40400000, ramdisk_addr_r=0x44000000,
+/// fdt_addr=0x40000000 and relocates itself near the top of RAM (0xbdd.. with 2 GiB), so
+/// 0x50000000..+48 MiB overlaps none of them (nor the inflated ~33 MB kernel).
+pub const KERNEL_COMP_ADDR: &str = "0x50000000";
+/// Upper bound of Image.gz's size for booti (it is ~11 MB).
+pub const KERNEL_COMP_SIZE: &str = "0x3000000";
+
+/// U-Boot commands (one per prompt) that TFTP-boot a sim board, as verified.
+/// `eth`: the management NIC's U-Boot name, `virtio-net#N` as U-Boot prints it at
+/// startup (e.g. `eth1: virtio-net#32`). Needed when the board also has an e1000e: U-Boot's
+/// e1000 driver claims it, fails ("e1000#0 address not set") and is tried first.
+pub fn uboot_boot_commands(eth: Option<&str>, bootargs: &str) -> Vec<String> {
+    let mut c = Vec::new();
+    if let Some(eth) = eth {
+        c.push(format!("setenv ethact {eth}"));
+        c.push("setenv ethrotate no".to_string());
+    }
+    c.extend([
+        "setenv ipaddr 10.0.2.15".to_string(),
+        "setenv serverip 10.0.2.2".to_string(),
+        format!("setenv kernel_comp_addr_r {KERNEL_COMP_ADDR}"),
+        format!("setenv kernel_comp_size {KERNEL_COMP_SIZE}"),
+        "tftp ${kernel_addr_r} Image.gz".to_string(),
+        "tftp ${ramdisk_addr_r} initrd.gz".to_string(),
+        format!("setenv bootargs {bootargs}"),
+        "booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt_addr}".to_string(),
+    ]);
+    c
+}
 
 /// Root of all cached lab state: $HIL_CACHE if set, else $HOME/.cache/hil.
 pub fn cache_root() -> PathBuf {
@@ -144,34 +180,103 @@ pub fn build_blocking(opts: &BuildOptions) -> Result<SimImages> {
     let note = |m: &str| progress.note(m);
     let tools = host::ensure_tools(&note)?;
     let (client_key, client_pub) = keys::ensure_client_key(&tools, &root.join("keys"))?;
-    let res = apt::resolve(&tools, &root, RECIPE_VERSION, force, &note)?;
     let uboot_sha = host::sha256_file(&tools.u_boot)?;
-    let key = cache_key(&res, &uboot_sha, &client_pub);
     let images_root = root.join("images");
-    let images = SimImages::at(
-        images_root.join(&key),
-        &key,
-        &res.kernel_version,
-        client_key,
-    );
-    if !force && images.is_complete() {
+    let debs = root.join("debs");
+    let mut lock = None;
+    let mut reresolve = force;
+    // Second round only after a failed download: lists older than the archive (a
+    // security update replaced a version) are refreshed and everything re-resolved.
+    for round in 0..2 {
+        let res = apt::resolve(&tools, &root, RECIPE_VERSION, reresolve, &note)?;
+        let key = cache_key(&res, &uboot_sha, &client_pub);
+        let images = SimImages::at(
+            images_root.join(&key),
+            &key,
+            &res.kernel_version,
+            client_key.clone(),
+        );
+        if !force && images.is_complete() {
+            return Ok(images);
+        }
+        if lock.is_none() {
+            std::fs::create_dir_all(&images_root)?;
+            lock = Some(Lock::exclusive(&images_root.join(".lock"), &note)?);
+            if !force && images.is_complete() {
+                return Ok(images); // a concurrent build finished while we waited
+            }
+        }
+        match download_missing(&tools, &debs, &res, &progress) {
+            Ok(()) => {}
+            Err(e) if round == 0 && host::is_root() => {
+                note(&format!("{e:#}"));
+                note("refreshing apt lists and resolving again");
+                host::apt_update()?;
+                reresolve = true;
+                continue;
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "downloading arm64 packages (stale apt lists? run: {})",
+                    host::install_command(&[], false)
+                )))
+            }
+        }
+        assemble(
+            &tools,
+            &res,
+            &root,
+            &images,
+            &client_pub,
+            &uboot_sha,
+            &progress,
+        )?;
+        apt::prune(&debs, &res.packages);
+        prune_images(&images_root, KEEP_IMAGES);
         return Ok(images);
     }
-    std::fs::create_dir_all(&images_root)?;
-    let _lock = Lock::exclusive(&images_root.join(".lock"), &note)?;
-    if !force && images.is_complete() {
-        return Ok(images); // a concurrent build finished while we waited
+    anyhow::bail!("arm64 package download failed even after refreshing apt lists")
+}
+
+/// Image sets kept in the cache (newest first): enough for switching between a couple of
+/// checkouts without rebuilding, without letting every recipe change pile up ~120 MB.
+const KEEP_IMAGES: usize = 3;
+
+/// Deletes all but the `keep` newest image dirs. Boards are unaffected: their TFTP files
+/// are their own links/copies, and a running QEMU keeps an unlinked tools.img open.
+fn prune_images(images_root: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(images_root) else {
+        return;
+    };
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
+    for (_, d) in dirs.into_iter().skip(keep) {
+        let _ = std::fs::remove_dir_all(d);
     }
-    assemble(
-        &tools,
-        &res,
-        &root,
-        &images,
-        &client_pub,
-        &uboot_sha,
-        &progress,
-    )?;
-    Ok(images)
+}
+
+fn download_missing(
+    tools: &host::Tools,
+    debs: &Path,
+    res: &apt::Resolution,
+    progress: &Progress,
+) -> Result<()> {
+    std::fs::create_dir_all(debs)?;
+    let missing = apt::missing(debs, &res.packages);
+    if missing.is_empty() {
+        progress.note(&format!("all {} packages cached", res.packages.len()));
+        return Ok(());
+    }
+    let n = missing.len() as u64;
+    let bytes: u64 = missing.iter().map(|p| p.size).sum();
+    let step = progress.counted(&format!("downloading {n} packages"), n);
+    apt::download(tools, debs, &missing, &|| step.inc())?;
+    step.done(&host::mib(bytes));
+    Ok(())
 }
 
 /// sha256 over everything the images are made of; the first 16 hex digits name the dir.
@@ -236,8 +341,8 @@ fn file_entry(path: &Path) -> Result<serde_json::Value> {
     }))
 }
 
-/// The slow path: download, extract and assemble everything into a fresh dir, then
-/// rename it into place (so an interrupted build never looks complete).
+/// The slow path: extract and assemble everything into a fresh dir, then rename it into
+/// place (so an interrupted build never looks complete).
 fn assemble(
     tools: &host::Tools,
     res: &apt::Resolution,
@@ -256,19 +361,8 @@ fn assemble(
     let work = work_root.join(&images.key);
     let out = images.dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&out);
-    for d in [&debs, &work, &out] {
+    for d in [&work, &out] {
         std::fs::create_dir_all(d)?;
-    }
-
-    let missing = apt::missing(&debs, &res.packages);
-    if missing.is_empty() {
-        progress.note(&format!("all {} packages cached", res.packages.len()));
-    } else {
-        let n = missing.len() as u64;
-        let bytes: u64 = missing.iter().map(|p| p.size).sum();
-        let step = progress.counted(&format!("downloading {n} packages"), n);
-        apt::download(tools, &debs, &missing, &|| step.inc())?;
-        step.done(&host::mib(bytes));
     }
 
     let ext = work.join("root");
@@ -276,10 +370,24 @@ fn assemble(
         &format!("extracting {} packages", res.packages.len()),
         res.packages.len() as u64,
     );
-    for p in &res.packages {
-        apt::extract(tools, &apt::deb_path(&debs, p), &ext)?;
-        step.inc();
-    }
+    // The kernel .deb is most of the unpacking work: give it the second core.
+    let (kernel_pkgs, others): (Vec<_>, Vec<_>) =
+        res.packages.iter().partition(|p| p.name == res.kernel_pkg);
+    std::thread::scope(|s| -> Result<()> {
+        let k = s.spawn(|| -> Result<()> {
+            for p in &kernel_pkgs {
+                apt::extract(tools, &apt::deb_path(&debs, p), &ext)?;
+                step.inc();
+            }
+            Ok(())
+        });
+        for p in &others {
+            apt::extract(tools, &apt::deb_path(&debs, p), &ext)?;
+            step.inc();
+        }
+        k.join()
+            .map_err(|_| anyhow::anyhow!("kernel extraction panicked"))?
+    })?;
     step.done("");
 
     let vmlinuz = ext.join(format!("boot/vmlinuz-{kver}"));
@@ -427,8 +535,41 @@ mod tests {
     }
 
     #[test]
+    fn prune_keeps_newest_image_dirs() {
+        let t = tempfile::tempdir().unwrap();
+        let base = std::time::SystemTime::now() - std::time::Duration::from_secs(1000);
+        for i in 0..5u64 {
+            let d = t.path().join(format!("k{i}"));
+            std::fs::create_dir(&d).unwrap();
+            let f = std::fs::File::open(&d).unwrap();
+            f.set_modified(base + std::time::Duration::from_secs(i * 10))
+                .unwrap();
+        }
+        std::fs::write(t.path().join(".lock"), b"").unwrap();
+        prune_images(t.path(), 3);
+        let mut left: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".lock", "k2", "k3", "k4"]);
+    }
+
+    #[test]
+    fn uboot_sequence() {
+        let c = uboot_boot_commands(Some("virtio-net#32"), "console=ttyAMA0 panic=-1");
+        assert_eq!(c[0], "setenv ethact virtio-net#32");
+        assert!(c
+            .iter()
+            .any(|l| l == "setenv kernel_comp_addr_r 0x50000000"));
+        assert!(c.last().unwrap().starts_with("booti "));
+        assert_eq!(uboot_boot_commands(None, "x").len(), c.len() - 2);
+    }
+
+    #[test]
     fn scripts_are_embedded() {
         assert!(BOARD_INIT.contains("log \"board ready\""));
+        assert!(BOARD_READY.ends_with("board ready") && GUEST_READY.ends_with("guest ready"));
         assert!(GUEST_INIT.contains("guest ready"));
         assert!(BOARD_INIT.starts_with("#!/bin/sh"));
     }
