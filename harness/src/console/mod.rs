@@ -105,7 +105,7 @@ async fn broker(
     let reason = loop {
         tokio::select! {
             r = transport.read(&mut buf) => match r {
-                Ok(0) => break "console reached end of stream".to_string(),
+                Ok(0) => break "console closed (end of stream: the board powered off or its QEMU exited)".to_string(),
                 Ok(n) => {
                     // Disk first: if anything below fails, the bytes are already logged.
                     if let Err(e) = log.write(&buf[..n]) {
