@@ -7,9 +7,11 @@ use crate::config::Board;
 use crate::console::Console;
 use crate::error::StepError;
 use crate::expect::{linux_death_patterns, DeathPattern, ExpectError, Expecter};
+use crate::guest::Guest;
 use crate::power::Power;
 use crate::shell::ConsoleShell;
 use crate::ssh::{SshSession, SshTarget};
+use crate::vfio::{self, Binding, PciDev};
 use regex::bytes::Regex;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +23,8 @@ pub enum State {
     Bootloader,
     LinuxConsole,
     LinuxSsh,
+    /// The KVM guest runs on the board with the board file's devices passed through.
+    Guest,
 }
 
 /// U-Boot failures (DOMAIN.md) seen after a command: the lab (TFTP server, images) failed.
@@ -49,6 +53,9 @@ pub struct BoardSession {
     ssh_target: Option<SshTarget>,
     /// Facts learned while booting (kernel release...), for report properties.
     pub facts: BTreeMap<String, String>,
+    /// Devices hil moved to vfio-pci, to be put back at teardown.
+    pub bindings: Vec<Binding>,
+    guest: Option<Guest>,
 }
 
 impl BoardSession {
@@ -66,6 +73,8 @@ impl BoardSession {
             ssh: None,
             ssh_target,
             facts: BTreeMap::new(),
+            bindings: Vec::new(),
+            guest: None,
         }
     }
 
@@ -79,7 +88,8 @@ impl BoardSession {
                 State::Off => self.power_on_to_bootloader().await?,
                 State::Bootloader => self.boot_linux().await?,
                 State::LinuxConsole => self.connect_ssh().await?,
-                State::LinuxSsh => unreachable!("highest state"),
+                State::LinuxSsh => self.start_guest().await?,
+                State::Guest => unreachable!("highest state"),
             }
         }
         Ok(())
@@ -87,6 +97,8 @@ impl BoardSession {
 
     /// Powers the board off and forgets its sessions (after a panic, or at the end).
     pub async fn power_off(&mut self) -> Result<(), StepError> {
+        self.guest = None;
+        self.bindings.clear();
         self.ssh = None;
         self.shell = None;
         self.bootloader_expecter = None;
@@ -280,5 +292,178 @@ impl BoardSession {
         self.ssh
             .as_ref()
             .ok_or_else(|| StepError::Harness("no SSH session: board not reached over SSH".into()))
+    }
+}
+
+/// VFIO and the guest.
+impl BoardSession {
+    fn artifact(&self, name: &str, text: &str) {
+        let dir = self.run_dir.join("artifacts");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(name), text);
+    }
+
+    /// The board's PCI devices from sysfs, over SSH.
+    pub async fn pci_devices(&self) -> Result<Vec<PciDev>, StepError> {
+        let t = Duration::from_secs(self.board.linux.shell_timeout_s);
+        let out = self.ssh()?.exec(vfio::LIST_COMMAND, t).await?;
+        Ok(vfio::parse_list(&out.output))
+    }
+
+    /// The board file's devices, resolved; a missing one is `blocked` naming it.
+    pub async fn resolve_devices(
+        &self,
+        names: &[String],
+    ) -> Result<(Vec<PciDev>, Vec<(String, PciDev)>), StepError> {
+        let devs = self.pci_devices().await?;
+        let mut found = Vec::new();
+        for cfg in self
+            .board
+            .devices
+            .iter()
+            .filter(|d| names.is_empty() || names.contains(&d.name))
+        {
+            let d = vfio::resolve(&devs, cfg).map_err(StepError::Blocked)?;
+            found.push((cfg.name.clone(), d.clone()));
+        }
+        Ok((devs, found))
+    }
+
+    /// Moves the named devices (all board devices when empty) to vfio-pci, recording
+    /// their drivers. With `whole_group`, other endpoints of their groups move too;
+    /// otherwise a group with a device on a host driver is `blocked` (not viable).
+    pub async fn bind_devices(
+        &mut self,
+        names: &[String],
+        whole_group: bool,
+    ) -> Result<&[Binding], StepError> {
+        if !self.bindings.is_empty() {
+            return Ok(&self.bindings);
+        }
+        let (devs, targets) = self.resolve_devices(names).await?;
+        if targets.is_empty() {
+            return Err(StepError::Blocked(format!(
+                "board {} lists no [[device]] to pass through",
+                self.board.name
+            )));
+        }
+        self.artifact("pci-before-bind.txt", &vfio::render(&devs));
+        let mut all: Vec<(String, PciDev)> = targets.clone();
+        let refs: Vec<&PciDev> = targets.iter().map(|(_, d)| d).collect();
+        if whole_group {
+            for c in vfio::group_companions(&devs, &refs) {
+                all.push((format!("group-member {}", c.address), c.clone()));
+            }
+        }
+        let all_refs: Vec<&PciDev> = all.iter().map(|(_, d)| d).collect();
+        vfio::check_viable(&devs, &all_refs).map_err(StepError::Blocked)?;
+        let t = Duration::from_secs(self.board.linux.shell_timeout_s);
+        for (name, d) in &all {
+            let b = Binding {
+                name: name.clone(),
+                address: d.address.clone(),
+                group: d.group.unwrap_or_default(),
+                original_driver: d.driver.clone().filter(|x| x != "vfio-pci"),
+            };
+            // Recorded before the bind, so a failure half-way is still restored.
+            self.bindings.push(b);
+            self.save_bindings();
+            let out = self.ssh()?.exec(&vfio::bind_command(&d.address), t).await?;
+            if out.status != 0 {
+                return Err(StepError::BindFailed(format!(
+                    "binding {} ({}) to vfio-pci failed: {}",
+                    d.address,
+                    name,
+                    out.output.trim()
+                )));
+            }
+        }
+        if let Ok(after) = self.pci_devices().await {
+            self.artifact("pci-after-bind.txt", &vfio::render(&after));
+        }
+        Ok(&self.bindings)
+    }
+
+    fn save_bindings(&self) {
+        if let Ok(j) = serde_json::to_string_pretty(&self.bindings) {
+            self.artifact("vfio-bindings.json", &j);
+        }
+    }
+
+    /// Binds (if needed) and boots the guest.
+    pub async fn start_guest(&mut self) -> Result<(), StepError> {
+        if self.guest.is_some() {
+            self.state = State::Guest;
+            return Ok(());
+        }
+        let cfg = self.board.guest.clone().ok_or_else(|| {
+            StepError::Blocked(format!("board {} has no [guest] section", self.board.name))
+        })?;
+        if self.state < State::LinuxSsh {
+            self.connect_ssh().await?;
+        }
+        self.bind_devices(&[], false).await?;
+        let target = self
+            .ssh_target
+            .clone()
+            .ok_or_else(|| StepError::Harness("no ssh target".into()))?;
+        let g = Guest::start(&target, &cfg, &self.bindings, &self.run_dir).await;
+        let g = match g {
+            Ok(g) => g,
+            Err(e) => return Err(e),
+        };
+        self.guest = Some(g);
+        self.state = State::Guest;
+        Ok(())
+    }
+
+    pub fn guest_shell(&mut self) -> Result<&mut ConsoleShell, StepError> {
+        self.guest
+            .as_mut()
+            .map(|g| &mut g.shell)
+            .ok_or_else(|| StepError::Blocked("the guest is not running".into()))
+    }
+
+    pub fn guest(&mut self) -> Option<&mut Guest> {
+        self.guest.as_mut()
+    }
+
+    pub fn guest_console(&self) -> Option<&Console> {
+        self.guest.as_ref().map(|g| &g.console)
+    }
+
+    /// Stops the guest and puts every bound device back on its original driver. Safe to
+    /// call at any point; returns what could not be restored.
+    pub async fn teardown(&mut self) -> Result<(), StepError> {
+        if let Some(g) = self.guest.take() {
+            g.stop().await;
+        }
+        if self.state == State::Guest {
+            self.state = State::LinuxSsh;
+        }
+        if self.bindings.is_empty() || self.ssh.is_none() {
+            return Ok(());
+        }
+        let t = Duration::from_secs(self.board.linux.shell_timeout_s);
+        let mut failed = Vec::new();
+        for b in std::mem::take(&mut self.bindings) {
+            match self.ssh()?.exec(&vfio::restore_command(&b), t).await {
+                Ok(o) if o.status == 0 => {}
+                Ok(o) => failed.push(format!("{}: {}", b.address, o.output.trim())),
+                Err(e) => failed.push(format!("{}: {e}", b.address)),
+            }
+        }
+        self.save_bindings();
+        if let Ok(after) = self.pci_devices().await {
+            self.artifact("pci-after-restore.txt", &vfio::render(&after));
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(StepError::Infra(format!(
+                "could not restore drivers: {}",
+                failed.join("; ")
+            )))
+        }
     }
 }

@@ -23,6 +23,12 @@ pub enum StepError {
     /// A precondition missing on the DUT.
     #[error("{0}")]
     Blocked(String),
+    /// The kernel refused a vfio-pci bind.
+    #[error("{0}")]
+    BindFailed(String),
+    /// The guest misbehaved while booting (exited, hung).
+    #[error("{0}")]
+    GuestFailed(String),
     /// The check's limit passed.
     #[error("did not finish within {0} s")]
     CheckTimeout(u64),
@@ -48,6 +54,7 @@ impl StepError {
             StepError::Infra(_) => Outcome::InfraError,
             StepError::Blocked(_) => Outcome::Blocked,
             StepError::CheckTimeout(_) => Outcome::Fail,
+            StepError::GuestFailed(_) | StepError::BindFailed(_) => Outcome::Fail,
             StepError::Harness(_) => Outcome::HarnessError,
         }
     }

@@ -13,7 +13,19 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+/// Ctrl-C or SIGTERM (a CI job being cancelled).
+async fn interrupt_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
 
 /// Console text kept per testcase in the report (the full log is on disk).
 const SLICE_MAX: usize = 256 * 1024;
@@ -66,6 +78,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
 
     let suite = Arc::new(opts.suite);
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for plan in opts.boards {
         let run_dir = writer.board_dir(&plan.board.name);
@@ -75,6 +88,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
             suite.clone(),
             tx.clone(),
             started,
+            stop_rx.clone(),
         ));
     }
     drop(tx);
@@ -94,9 +108,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
                 }
                 None => break,
             },
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
+            _ = interrupt_signal(), if !interrupted => {
                 interrupted = true;
-                eprintln!("hil: interrupted; stopping boards and writing the partial report");
+                eprintln!("hil: interrupted; restoring devices, powering boards off, writing the partial report (again to force)");
+                stop_tx.send_replace(true);
+            }
+            _ = interrupt_signal(), if interrupted => {
+                eprintln!("hil: interrupted again; stopping now");
                 tasks.abort_all();
             }
         }
@@ -164,24 +182,45 @@ fn case(
     }
 }
 
-/// Collects what the console prints while a case runs.
-struct Capture(Option<mpsc::UnboundedReceiver<crate::console::Event>>);
+/// Collects what the board's console (and the guest's, when one runs) prints while a
+/// case runs.
+struct Capture {
+    board: Option<mpsc::UnboundedReceiver<crate::console::Event>>,
+    guest: Option<mpsc::UnboundedReceiver<crate::console::Event>>,
+}
 
 impl Capture {
     fn start(s: &BoardSession) -> Capture {
-        Capture(s.console().map(|c| c.subscribe()))
+        Capture {
+            board: s.console().map(|c| c.subscribe()),
+            guest: s.guest_console().map(|c| c.subscribe()),
+        }
     }
-    fn take(mut self) -> String {
+
+    fn drain(rx: Option<mpsc::UnboundedReceiver<crate::console::Event>>) -> String {
         let mut raw = Vec::new();
-        if let Some(rx) = self.0.as_mut() {
-            while let Ok(crate::console::Event::Data(d)) = rx.try_recv() {
-                raw.extend_from_slice(&d);
-                if raw.len() > 4 * SLICE_MAX {
-                    raw.drain(..raw.len() - SLICE_MAX);
+        if let Some(mut rx) = rx {
+            while let Ok(ev) = rx.try_recv() {
+                if let crate::console::Event::Data(d) = ev {
+                    raw.extend_from_slice(&d);
+                    if raw.len() > 4 * SLICE_MAX {
+                        raw.drain(..raw.len() - SLICE_MAX);
+                    }
                 }
             }
         }
-        tail_text(&crate::text::clean(&raw), SLICE_MAX)
+        crate::text::clean(&raw)
+    }
+
+    fn take(self) -> String {
+        let board = Self::drain(self.board);
+        let guest = Self::drain(self.guest);
+        let text = if guest.trim().is_empty() {
+            board
+        } else {
+            format!("{board}\n--- guest console ---\n{guest}")
+        };
+        tail_text(&text, SLICE_MAX)
     }
 }
 
@@ -191,6 +230,7 @@ async fn board_task(
     suite: Arc<Suite>,
     tx: mpsc::UnboundedSender<Event>,
     run_start: Instant,
+    mut stop: watch::Receiver<bool>,
 ) {
     let name = plan.board.name.clone();
     let send_case = |c: CaseReport| {
@@ -273,7 +313,21 @@ async fn board_task(
     let _ = tx.send(Event::Props(name.clone(), facts));
     send_case(c);
 
+    let mut interrupted = false;
     for spec in &suite.checks {
+        if interrupted || *stop.borrow() {
+            interrupted = true;
+            let at = run_start.elapsed().as_secs_f64();
+            send_case(case(
+                &spec.name,
+                spec.kind_name(),
+                Outcome::Skipped,
+                "not run: interrupted".into(),
+                at,
+                0.0,
+            ));
+            continue;
+        }
         if lab_broken {
             send_case(case(
                 &spec.name,
@@ -285,7 +339,17 @@ async fn board_task(
             ));
             continue;
         }
-        let c = run_check(&mut s, spec, run_start).await;
+        let t = Instant::now();
+        let c = tokio::select! {
+            c = run_check(&mut s, spec, run_start) => c,
+            _ = stop.wait_for(|v| *v) => {
+                interrupted = true;
+                let at = run_start.elapsed().as_secs_f64();
+                let mut c = case(&spec.name, spec.kind_name(), Outcome::Skipped, "interrupted while running".into(), at, t.elapsed().as_secs_f64());
+                c.console = boot_slice_tail(&run_dir);
+                (c, None)
+            }
+        };
         if let Some(e) = &c.1 {
             if e.lab_broken() {
                 lab_broken = true;
@@ -296,7 +360,27 @@ async fn board_task(
         }
         send_case(c.0);
     }
+    // Devices go back to their drivers whatever happened (pass, fail, interrupt), while
+    // the board still runs; then power off.
+    if let Err(e) = s.teardown().await {
+        let at = run_start.elapsed().as_secs_f64();
+        send_case(case(
+            "teardown",
+            "teardown",
+            e.outcome(),
+            e.to_string(),
+            at,
+            0.0,
+        ));
+    }
     let _ = s.power_off().await;
+}
+
+/// The last part of the board's console log (for a case cut short).
+fn boot_slice_tail(run_dir: &std::path::Path) -> String {
+    boot_slice(run_dir)
+        .map(|s| tail_text(&s, 16 * 1024))
+        .unwrap_or_default()
 }
 
 /// The console log from its start (the whole boot), as text.

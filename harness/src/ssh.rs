@@ -232,3 +232,125 @@ mod tests {
         assert!(parse_public_key("ssh-ed25519 !!!").is_none());
     }
 }
+
+/// What a dedicated SSH stream carries.
+#[derive(Debug, Clone)]
+pub enum StreamKind {
+    /// A long-running command whose stdin/stdout is the stream (the nested QEMU with its
+    /// serial port on stdio: the guest console).
+    Exec(String),
+    /// A TCP port on the board's loopback (the guest QEMU's QMP socket).
+    Tcp(u16),
+}
+
+impl SshTarget {
+    /// Opens its own SSH connection carrying one channel, bridged by a thread to one end
+    /// of a local socket pair; the other end is returned, so async code (the console
+    /// broker, the QMP client) sees an ordinary fd. The stream ends when either side
+    /// closes.
+    pub async fn open_stream(
+        &self,
+        kind: StreamKind,
+        timeout: Duration,
+    ) -> Result<std::os::unix::net::UnixStream, SshError> {
+        let deadline = Instant::now() + timeout;
+        let sess = loop {
+            let t = self.clone();
+            match tokio::task::spawn_blocking(move || t.connect_once())
+                .await
+                .map_err(|e| SshError::Session(e.to_string()))?
+            {
+                Ok(s) => break s,
+                Err(e @ SshError::HostKeyMismatch { .. }) => return Err(e),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(SshError::Unreachable {
+                        addr: self.addr(),
+                        secs: timeout.as_secs(),
+                        last: e.to_string(),
+                    })
+                }
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        };
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| SshError::Session(e.to_string()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let ch = match &kind {
+                StreamKind::Exec(cmd) => sess.channel_session().and_then(|mut c| {
+                    c.handle_extended_data(ssh2::ExtendedData::Merge)?;
+                    c.exec(cmd)?;
+                    Ok(c)
+                }),
+                StreamKind::Tcp(port) => sess.channel_direct_tcpip("127.0.0.1", *port, None),
+            };
+            match ch {
+                Ok(ch) => {
+                    let _ = tx.send(Ok(()));
+                    pump(&sess, ch, theirs);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(SshError::Session(format!("opening {kind:?}: {e}"))));
+                }
+            }
+        });
+        tokio::task::spawn_blocking(move || rx.recv())
+            .await
+            .map_err(|e| SshError::Session(e.to_string()))?
+            .map_err(|_| SshError::Session("stream thread ended".into()))??;
+        Ok(ours)
+    }
+}
+
+/// Copies both ways between an SSH channel and a local socket until either ends.
+/// libssh2 is used non-blocking here: one thread serves both directions.
+fn pump(sess: &ssh2::Session, mut ch: ssh2::Channel, sock: std::os::unix::net::UnixStream) {
+    use std::io::{ErrorKind, Write};
+    sess.set_blocking(false);
+    let _ = sock.set_nonblocking(true);
+    let mut sock_r = &sock;
+    let mut sock_w = &sock;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let mut idle = true;
+        match ch.read(&mut buf) {
+            Ok(0) if ch.eof() => break,
+            Ok(0) => {}
+            Ok(n) => {
+                idle = false;
+                // The socket side is local and fast; block briefly rather than drop bytes.
+                let _ = sock.set_nonblocking(false);
+                if sock_w.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                let _ = sock.set_nonblocking(true);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+        if pending.is_empty() {
+            match sock_r.read(&mut buf) {
+                Ok(0) => break, // our side closed: end the channel
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+        if !pending.is_empty() {
+            match ch.write(&pending) {
+                Ok(n) => {
+                    idle = false;
+                    pending.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let _ = ch.close();
+    let _ = sock.shutdown(std::net::Shutdown::Both);
+}

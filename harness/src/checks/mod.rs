@@ -2,15 +2,23 @@
 //! a [`BoardSession`]; it reports pass/fail/blocked with figures, or a [`StepError`] that
 //! the runner classifies.
 
+pub mod guest_boot;
+pub mod nvme_io;
+pub mod ping;
+pub mod preflight;
 pub mod shell;
+pub mod vfio_bind;
 
 use crate::boot::{BoardSession, State};
+use crate::config::load::from_table;
 use crate::config::suite::{Defaults, RawCheck};
 use crate::config::{ConfigError, Via};
 use crate::error::StepError;
 use crate::outcome::Outcome;
 use std::path::Path;
 use std::time::Duration;
+
+pub const KINDS: &[&str] = &["shell", "preflight", "vfio-bind", "guest-boot"];
 
 #[derive(Debug)]
 pub struct CheckSpec {
@@ -23,7 +31,15 @@ pub struct CheckSpec {
 #[derive(Debug)]
 pub enum CheckKind {
     Shell(shell::ShellCheck),
+    Preflight(preflight::PreflightCheck),
+    VfioBind(vfio_bind::VfioBindCheck),
+    GuestBoot(guest_boot::GuestBootCheck),
 }
+
+/// Kinds without parameters still reject unknown keys.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
 
 /// What a check found (its verdict on the DUT).
 #[derive(Debug, Default)]
@@ -41,14 +57,25 @@ impl CheckSpec {
         raw: RawCheck,
         defaults: &Defaults,
     ) -> Result<CheckSpec, ConfigError> {
+        let p = raw.params;
         let kind = match raw.kind.as_str() {
-            "shell" => CheckKind::Shell(shell::ShellCheck::from_params(path, key, raw.params)?),
+            "shell" => CheckKind::Shell(shell::ShellCheck::from_params(path, key, p)?),
+            "preflight" => {
+                CheckKind::Preflight(preflight::PreflightCheck::from_params(path, key, p)?)
+            }
+            "vfio-bind" => {
+                CheckKind::VfioBind(vfio_bind::VfioBindCheck::from_params(path, key, p)?)
+            }
+            "guest-boot" => {
+                from_table::<NoParams>(path, key, p)?;
+                CheckKind::GuestBoot(guest_boot::GuestBootCheck)
+            }
             other => {
-                return Err(ConfigError::new(
-                    path,
-                    format!("{key}.kind"),
-                    format!("unknown check kind \"{other}\"; expected one of: shell"),
-                ))
+                let msg = format!(
+                    "unknown check kind \"{other}\"; expected one of: {}",
+                    KINDS.join(", ")
+                );
+                return Err(ConfigError::new(path, format!("{key}.kind"), msg));
             }
         };
         Ok(CheckSpec {
@@ -62,20 +89,30 @@ impl CheckSpec {
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             CheckKind::Shell(_) => "shell",
+            CheckKind::Preflight(_) => "preflight",
+            CheckKind::VfioBind(_) => "vfio-bind",
+            CheckKind::GuestBoot(_) => "guest-boot",
         }
     }
 
     /// The board state the check needs.
     pub fn needs(&self) -> State {
-        match self.via {
-            Via::Console => State::LinuxConsole,
-            Via::Ssh => State::LinuxSsh,
+        match (&self.kind, self.via) {
+            (CheckKind::Preflight(_) | CheckKind::VfioBind(_) | CheckKind::GuestBoot(_), _) => {
+                State::LinuxSsh
+            }
+            (_, Via::Console) => State::LinuxConsole,
+            (_, Via::Ssh) => State::LinuxSsh,
+            (_, Via::Guest) => State::Guest,
         }
     }
 
     pub async fn run(&self, s: &mut BoardSession) -> Result<CheckOutput, StepError> {
         match &self.kind {
             CheckKind::Shell(c) => c.run(s, self.via, self.timeout).await,
+            CheckKind::Preflight(c) => c.run(s, self.timeout).await,
+            CheckKind::VfioBind(c) => c.run(s).await,
+            CheckKind::GuestBoot(c) => c.run(s).await,
         }
     }
 }

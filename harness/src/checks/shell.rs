@@ -69,6 +69,7 @@ impl ShellCheck {
         let out = match via {
             Via::Console => s.shell()?.run(&self.command, timeout).await?,
             Via::Ssh => s.ssh()?.exec(&self.command, timeout).await?,
+            Via::Guest => s.guest_shell()?.run(&self.command, timeout).await?,
         };
         Ok(self.judge(&out.output, out.status))
     }

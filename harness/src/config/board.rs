@@ -25,6 +25,39 @@ pub struct Board {
     pub bootloader: BootloaderCfg,
     pub linux: LinuxCfg,
     pub ssh: Option<SshCfg>,
+    /// Devices handed to the guest (vfio-pci), found by address or by id/class.
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceCfg>,
+    pub guest: Option<GuestCfg>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceCfg {
+    /// How suites refer to it (`nvme`, `nic`).
+    pub name: String,
+    /// PCI address `DDDD:BB:DD.F`.
+    pub address: Option<String>,
+    /// `vendor:device` in hex (`1b36:0010`), when the address is not fixed.
+    pub id: Option<String>,
+    /// PCI class prefix in hex (`0x0108` for NVMe), narrowing `id`.
+    pub class: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestCfg {
+    /// The QEMU binary on the board.
+    pub binary: String,
+    /// Its arguments; hil appends `-qmp` and one `-device vfio-pci,host=ADDR` per device.
+    pub args: Vec<String>,
+    /// QMP port on the board's loopback, reached through SSH.
+    pub qmp_port: u16,
+    /// Regex printed once the guest's shell is about to start.
+    pub ready: Option<String>,
+    pub prompt: String,
+    pub boot_timeout_s: u64,
+    pub shell_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -273,6 +306,50 @@ impl Board {
         }
         if let Err(e) = Regex::new(&self.linux.prompt) {
             err("linux.prompt", format!("is not a valid regex: {e}"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let key = format!("device[{i}]");
+            if !names.insert(d.name.as_str()) {
+                err(
+                    &format!("{key}.name"),
+                    format!("\"{}\" is used twice; expected unique device names", d.name),
+                );
+            }
+            match (&d.address, &d.id) {
+                (None, None) => err(&key, "has neither address nor id; expected address = \"0000:00:03.0\" or id = \"1b36:0010\"".into()),
+                (Some(a), _) if crate::vfio::parse_address(a).is_none() => {
+                    err(&format!("{key}.address"), format!("is \"{a}\"; expected a PCI address like 0000:00:03.0"))
+                }
+                (_, Some(id)) if crate::vfio::parse_id(id).is_none() => {
+                    err(&format!("{key}.id"), format!("is \"{id}\"; expected vendor:device in hex like 1b36:0010"))
+                }
+                _ => {}
+            }
+            if let Some(c) = &d.class {
+                let ok = c.strip_prefix("0x").is_some_and(|h| {
+                    !h.is_empty() && h.len() <= 6 && h.chars().all(|c| c.is_ascii_hexdigit())
+                });
+                if !ok {
+                    err(
+                        &format!("{key}.class"),
+                        format!("is \"{c}\"; expected a hex class prefix like 0x0108"),
+                    );
+                }
+            }
+        }
+        if let Some(g) = &self.guest {
+            if let Some(r) = &g.ready {
+                if let Err(e) = Regex::new(r) {
+                    err("guest.ready", format!("is not a valid regex: {e}"));
+                }
+            }
+            if self.ssh.is_none() {
+                err(
+                    "guest",
+                    "needs an [ssh] table: the guest is started on the board over SSH".into(),
+                );
+            }
         }
         if let Some(s) = &self.ssh {
             match (&s.host_key, &s.host_key_file) {

@@ -37,6 +37,8 @@ pub enum Via {
     Console,
     /// An SSH exec channel (parallel-safe, binary-clean).
     Ssh,
+    /// The KVM guest's console (the guest is started, with its devices, if needed).
+    Guest,
 }
 
 #[derive(Debug, Clone, Deserialize)]

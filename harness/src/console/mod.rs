@@ -46,6 +46,17 @@ impl Console {
         Ok(Self::start(transport, log))
     }
 
+    /// A console over an already open stream (the guest console through SSH).
+    pub fn from_stream(
+        stream: std::os::unix::net::UnixStream,
+        log_path: &Path,
+        title: &str,
+    ) -> std::io::Result<Console> {
+        let transport = Transport::from_fd(std::os::fd::OwnedFd::from(stream))?;
+        let log = ConsoleLog::create(log_path, title)?;
+        Ok(Self::start(transport, log))
+    }
+
     fn start(transport: Transport, log: ConsoleLog) -> Console {
         let (closed, _) = watch::channel(None);
         let shared = Arc::new(Shared {

@@ -26,6 +26,14 @@ impl Transport {
         Ok(Transport { fd })
     }
 
+    /// Wraps an already open stream (an SSH channel bridged to a socket).
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Transport> {
+        set_nonblocking(&fd)?;
+        // SAFETY: we own `fd` exclusively (OwnedFd) and it stays open while registered.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
+        Ok(Transport { fd })
+    }
+
     /// Reads what is available; `Ok(0)` means end of stream. A pty whose other side closed
     /// reports EIO, which is returned as an error for the caller to classify.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
