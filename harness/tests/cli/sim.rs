@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 static ONE_BOARD: Mutex<()> = Mutex::new(());
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
     ONE_BOARD.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Kills the child (hil) if a test fails midway; hil's QEMU dies with it.
-struct Guard(Child);
+pub struct Guard(pub Child);
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -28,18 +28,18 @@ impl Drop for Guard {
     }
 }
 
-fn out_dir(name: &str) -> PathBuf {
+pub fn out_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hil-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
 
-fn read_json(p: &Path) -> serde_json::Value {
+pub fn read_json(p: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", p.display()))
 }
 
-fn case<'a>(results: &'a serde_json::Value, board: &str, name: &str) -> &'a serde_json::Value {
+pub fn case<'a>(results: &'a serde_json::Value, board: &str, name: &str) -> &'a serde_json::Value {
     results["boards"]
         .as_array()
         .and_then(|bs| bs.iter().find(|b| b["name"] == board))
@@ -88,9 +88,13 @@ for suite in xml:
 }
 
 /// Spawns `hil` with stderr lines forwarded (timestamped) through a channel.
-fn spawn_hil(args: &[&str]) -> (Guard, mpsc::Receiver<(Instant, String)>) {
+pub fn spawn_hil(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Guard, mpsc::Receiver<(Instant, String)>) {
     let mut child = hil()
         .args(args)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .stdin(Stdio::null())
@@ -107,7 +111,7 @@ fn spawn_hil(args: &[&str]) -> (Guard, mpsc::Receiver<(Instant, String)>) {
     (Guard(child), rx)
 }
 
-fn wait_exit(g: &mut Guard, limit: Duration) -> i32 {
+pub fn wait_exit(g: &mut Guard, limit: Duration) -> i32 {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(s) = g.0.try_wait().expect("wait") {
@@ -121,7 +125,7 @@ fn wait_exit(g: &mut Guard, limit: Duration) -> i32 {
     }
 }
 
-fn wait_for_file_text(p: &Path, needle: &str, limit: Duration) -> Instant {
+pub fn wait_for_file_text(p: &Path, needle: &str, limit: Duration) -> Instant {
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(b) = std::fs::read(p) {
@@ -138,13 +142,16 @@ fn wait_for_file_text(p: &Path, needle: &str, limit: Duration) -> Instant {
     }
 }
 
-const BOOT_LIMIT: Duration = Duration::from_secs(30 * 60); // includes a cold lab build
+pub const BOOT_LIMIT: Duration = Duration::from_secs(30 * 60); // includes a cold lab build
 
 #[test]
 fn smoke_suite_passes_on_sim_rk3588() {
     let _l = lock();
     let out = out_dir("smoke");
-    let (mut g, _rx) = spawn_hil(&["run", "suites/smoke.toml", "--out", out.to_str().unwrap()]);
+    let (mut g, _rx) = spawn_hil(
+        &["run", "suites/smoke.toml", "--out", out.to_str().unwrap()],
+        &[],
+    );
     let code = wait_exit(&mut g, BOOT_LIMIT);
     let results = read_json(&out.join("results.json"));
     assert_eq!(code, 0, "smoke exit status; results: {results:#}");
@@ -202,12 +209,15 @@ fn qemu_killed_mid_suite_is_an_infrastructure_error_within_10s() {
     let _l = lock();
     let out = out_dir("kill");
     let suite = data("suites/kill-midway.toml");
-    let (mut g, _rx) = spawn_hil(&[
-        "run",
-        suite.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (mut g, _rx) = spawn_hil(
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
     let board_dir = out.join("boards/sim-rk3588");
     wait_for_file_text(
         &board_dir.join("console.log"),
@@ -258,12 +268,15 @@ fn kernel_panic_during_a_check_fails_it_within_2s() {
     let _l = lock();
     let out = out_dir("panic");
     let suite = data("suites/panic.toml");
-    let (mut g, rx) = spawn_hil(&[
-        "run",
-        suite.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (mut g, rx) = spawn_hil(
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
     let panic_seen = wait_for_file_text(
         &out.join("boards/sim-rk3588/console.log"),
         "Kernel panic - not syncing",
