@@ -378,9 +378,20 @@ impl BoardSession {
                 )));
             }
         }
-        if let Ok(after) = self.pci_devices().await {
-            self.artifact("pci-after-bind.txt", &vfio::render(&after));
+        let after = self.pci_devices().await?;
+        self.artifact("pci-after-bind.txt", &vfio::render(&after));
+        // Devices no driver had claimed show their group only now.
+        let bound: Vec<&PciDev> = after
+            .iter()
+            .filter(|d| self.bindings.iter().any(|b| b.address == d.address))
+            .collect();
+        vfio::check_viable(&after, &bound).map_err(StepError::Blocked)?;
+        for b in self.bindings.iter_mut() {
+            if let Some(d) = after.iter().find(|d| d.address == b.address) {
+                b.group = d.group.unwrap_or_default();
+            }
         }
+        self.save_bindings();
         Ok(&self.bindings)
     }
 

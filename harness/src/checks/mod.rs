@@ -18,7 +18,14 @@ use crate::outcome::Outcome;
 use std::path::Path;
 use std::time::Duration;
 
-pub const KINDS: &[&str] = &["shell", "preflight", "vfio-bind", "guest-boot"];
+pub const KINDS: &[&str] = &[
+    "shell",
+    "preflight",
+    "vfio-bind",
+    "guest-boot",
+    "ping",
+    "nvme-io",
+];
 
 #[derive(Debug)]
 pub struct CheckSpec {
@@ -34,6 +41,8 @@ pub enum CheckKind {
     Preflight(preflight::PreflightCheck),
     VfioBind(vfio_bind::VfioBindCheck),
     GuestBoot(guest_boot::GuestBootCheck),
+    Ping(ping::PingCheck),
+    NvmeIo(nvme_io::NvmeIoCheck),
 }
 
 /// Kinds without parameters still reject unknown keys.
@@ -66,6 +75,8 @@ impl CheckSpec {
             "vfio-bind" => {
                 CheckKind::VfioBind(vfio_bind::VfioBindCheck::from_params(path, key, p)?)
             }
+            "ping" => CheckKind::Ping(ping::PingCheck::from_params(path, key, p)?),
+            "nvme-io" => CheckKind::NvmeIo(nvme_io::NvmeIoCheck::from_params(path, key, p)?),
             "guest-boot" => {
                 from_table::<NoParams>(path, key, p)?;
                 CheckKind::GuestBoot(guest_boot::GuestBootCheck)
@@ -78,10 +89,19 @@ impl CheckSpec {
                 return Err(ConfigError::new(path, format!("{key}.kind"), msg));
             }
         };
+        let via = raw.via.unwrap_or(match kind {
+            // Passthrough checks look from inside the guest unless told otherwise.
+            CheckKind::Ping(_) | CheckKind::NvmeIo(_) => Via::Guest,
+            _ => defaults.via,
+        });
+        if via == Via::Ssh && matches!(kind, CheckKind::Ping(_) | CheckKind::NvmeIo(_)) {
+            let msg = "is \"ssh\"; expected \"guest\" or \"console\" for this kind (it runs on a shell console)";
+            return Err(ConfigError::new(path, format!("{key}.via"), msg));
+        }
         Ok(CheckSpec {
             name: raw.name,
             timeout: Duration::from_secs(raw.timeout_s.unwrap_or(defaults.timeout_s)),
-            via: raw.via.unwrap_or(defaults.via),
+            via,
             kind,
         })
     }
@@ -92,6 +112,8 @@ impl CheckSpec {
             CheckKind::Preflight(_) => "preflight",
             CheckKind::VfioBind(_) => "vfio-bind",
             CheckKind::GuestBoot(_) => "guest-boot",
+            CheckKind::Ping(_) => "ping",
+            CheckKind::NvmeIo(_) => "nvme-io",
         }
     }
 
@@ -113,6 +135,19 @@ impl CheckSpec {
             CheckKind::Preflight(c) => c.run(s, self.timeout).await,
             CheckKind::VfioBind(c) => c.run(s).await,
             CheckKind::GuestBoot(c) => c.run(s).await,
+            CheckKind::Ping(c) => c.run(self.shell(s)?, self.timeout).await,
+            CheckKind::NvmeIo(c) => c.run(self.shell(s)?, self.timeout).await,
+        }
+    }
+
+    /// The console shell a shell-console check runs on: the guest's or the board's.
+    fn shell<'a>(
+        &self,
+        s: &'a mut BoardSession,
+    ) -> Result<&'a mut crate::shell::ConsoleShell, StepError> {
+        match self.via {
+            Via::Guest => s.guest_shell(),
+            _ => s.shell(),
         }
     }
 }

@@ -16,7 +16,15 @@ use std::process::{Command, Stdio};
 
 /// Packages whose closures make up the board images (the kernel is added separately:
 /// its own dependencies are initramfs-tools & co, which the lab does not use).
-pub(crate) const ROOTS: &[&str] = &["busybox-static", "dropbear-bin", "qemu-system-arm"];
+/// pciutils: `lspci` on the board. Its library closure (libkmod pulls in libcrypto,
+/// ~4.5 MB) is already on the tools disk for QEMU, so it lives there too and only
+/// libpci and pci.ids are new.
+pub(crate) const ROOTS: &[&str] = &[
+    "busybox-static",
+    "dropbear-bin",
+    "pciutils",
+    "qemu-system-arm",
+];
 
 /// Packages in those closures that carry nothing the board runs: maintainer-script
 /// helpers and PAM/shadow tooling pulled in by libc-adjacent packages. Skipping them saves

@@ -141,14 +141,26 @@ pub(crate) struct BoardInitramfs {
     pub libs: BTreeSet<String>,
 }
 
+/// Wrapper scripts installed in the board's /usr/bin: they run a program of the same
+/// name from the tools disk.
+pub(crate) struct Wrappers<'a> {
+    pub qemu: &'a str,
+    pub lspci: &'a str,
+}
+
 pub(crate) fn board(
     root: &Path,
     modules: &Path,
+    kver: &str,
     init: &str,
-    qemu_wrapper: &str,
+    wrappers: &Wrappers<'_>,
     client_pub: &str,
 ) -> Result<BoardInitramfs> {
     let mut a = base(root, init, modules)?;
+    // The kernel has no CONFIG_IKCONFIG (no /proc/config.gz): preflight checks read the
+    // package's config where Debian installs it.
+    let config = format!("boot/config-{kver}");
+    a.file_from(&config, &root.join(&config))?;
     a.file_from("usr/sbin/dropbear", &root.join("usr/sbin/dropbear"))?;
     let libs = elf::lib_closure(root, &["usr/sbin/dropbear"])?;
     for (so, file) in &libs {
@@ -186,8 +198,13 @@ pub(crate) fn board(
     a.dir("opt/tools", 0o755);
     a.file(
         "usr/bin/qemu-system-aarch64",
-        qemu_wrapper.as_bytes().to_vec(),
+        wrappers.qemu.as_bytes().to_vec(),
         0o755,
+    );
+    a.file("usr/bin/lspci", wrappers.lspci.as_bytes().to_vec(), 0o755);
+    a.symlink(
+        &format!("/{}", super::tools_disk::PCI_IDS_GZ),
+        &format!("/opt/tools/{}", super::tools_disk::PCI_IDS_GZ),
     );
     Ok(BoardInitramfs {
         archive: a,

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Bump when the way images are assembled changes, so cached images are rebuilt.
-pub const RECIPE_VERSION: &str = "1";
+pub const RECIPE_VERSION: &str = "2";
 
 /// The board's /init.
 pub const BOARD_INIT: &str = include_str!("../../../fixtures/sim/board-init.sh");
@@ -35,6 +35,13 @@ pub const BOARD_INIT: &str = include_str!("../../../fixtures/sim/board-init.sh")
 pub const GUEST_INIT: &str = include_str!("../../../fixtures/sim/guest-init.sh");
 /// /usr/bin/qemu-system-aarch64 on the board.
 pub const QEMU_WRAPPER: &str = include_str!("../../../fixtures/sim/qemu-wrapper.sh");
+/// /usr/bin/lspci on the board (pciutils' lspci lives on the tools disk).
+pub const LSPCI_WRAPPER: &str = include_str!("../../../fixtures/sim/lspci-wrapper.sh");
+/// The kernel's build config in the board's initramfs (`/boot/config-<version>`); the
+/// kernel has no CONFIG_IKCONFIG, so there is no /proc/config.gz.
+pub fn board_kernel_config(kernel_version: &str) -> String {
+    format!("/boot/config-{kernel_version}")
+}
 
 /// Guest kernel (uncompressed arm64 Image) on the board, on the tools disk.
 pub const BOARD_GUEST_KERNEL: &str = "/opt/tools/guest/Image";
@@ -295,6 +302,7 @@ fn cache_key(res: &apt::Resolution, uboot_sha: &str, client_pub: &str) -> String
         ("board-init", BOARD_INIT),
         ("guest-init", GUEST_INIT),
         ("qemu-wrapper", QEMU_WRAPPER),
+        ("lspci-wrapper", LSPCI_WRAPPER),
     ] {
         line(format!("{name} {}", hex::encode(Sha256::digest(text))));
     }
@@ -415,7 +423,11 @@ fn assemble(
         step.done(&format!("board {}, guest {}", host::mib(b), host::mib(g)));
 
         let step = progress.step("assembling host initramfs");
-        let board = initramfs::board(&ext, &board_mods, BOARD_INIT, QEMU_WRAPPER, client_pub)?;
+        let wrappers = initramfs::Wrappers {
+            qemu: QEMU_WRAPPER,
+            lspci: LSPCI_WRAPPER,
+        };
+        let board = initramfs::board(&ext, &board_mods, kver, BOARD_INIT, &wrappers, client_pub)?;
         let z = initramfs::gzip_archive(tools, &board.archive)?;
         std::fs::write(out.join("initrd.gz"), &z)?;
         step.done(&format!(
@@ -431,7 +443,10 @@ fn assemble(
 
         let step = progress.step("assembling tools disk");
         let tree = work.join("tools");
-        let t = tools_disk::populate(&ext, &board.libs, &vmlinuz, &guest_gz, &tree)?;
+        let ids = ext.join(tools_disk::PCI_IDS_SRC);
+        let ids = std::fs::read(&ids).with_context(|| format!("reading {}", ids.display()))?;
+        let ids_gz = host::gzip(tools, &ids, 9)?;
+        let t = tools_disk::populate(&ext, &board.libs, &vmlinuz, &guest_gz, &ids_gz, &tree)?;
         let size = tools_disk::make_image(tools, &tree, &t, &out.join("tools.img"))?;
         step.done(&format!(
             "{} of files ({} libraries) in a {} ext4 image",
@@ -465,6 +480,7 @@ fn assemble(
         "build_seconds": started.elapsed().as_secs_f64(),
         "kernel_package": res.kernel_pkg,
         "kernel_version": kver,
+        "kernel_config": board_kernel_config(kver),
         "kernel_gz_size": kernel_gz,
         "u_boot_source": tools.u_boot,
         "u_boot_sha256": uboot_sha,
@@ -572,5 +588,29 @@ mod tests {
         assert!(BOARD_READY.ends_with("board ready") && GUEST_READY.ends_with("guest ready"));
         assert!(GUEST_INIT.contains("guest ready"));
         assert!(BOARD_INIT.starts_with("#!/bin/sh"));
+        assert!(LSPCI_WRAPPER.starts_with("#!/bin/sh"));
+        assert!(LSPCI_WRAPPER.contains(&format!("$T/{}", tools_disk::LSPCI_BIN)));
+    }
+
+    #[test]
+    fn guest_init_gives_checks_what_they_need() {
+        // /tmp on tmpfs, the ready line, then a prompt ending in "# " (the board files'
+        // `prompt = "# $"`), and the applets guest checks use.
+        assert!(GUEST_INIT.contains("mount -t tmpfs -o mode=1777 tmpfs /tmp"));
+        let ready = GUEST_INIT.find("log \"guest ready\"").unwrap();
+        let ps1 = GUEST_INIT.find("export PS1='\\w # '").unwrap();
+        let shell = GUEST_INIT.find("setsid cttyhack /bin/sh").unwrap();
+        assert!(ps1 < ready && ready < shell);
+        for a in ["dd", "sha256sum", "cmp", "ping", "date", "sync"] {
+            assert!(GUEST_INIT.contains(&format!(" {a}")), "{a}");
+        }
+    }
+
+    #[test]
+    fn kernel_config_path() {
+        assert_eq!(
+            board_kernel_config("6.1.0-41-arm64"),
+            "/boot/config-6.1.0-41-arm64"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The board's read-only tools disk: nested QEMU, its libraries and the guest images.
+//! The board's read-only tools disk: nested QEMU, lspci, their libraries and the guest
+//! images.
 //!
 //! ext4 (module shipped in the initramfs) built with `mke2fs -d`, which needs neither
 //! root nor loop devices. Kept off the initramfs because TFTP and initramfs unpacking
@@ -12,6 +13,13 @@ use std::path::Path;
 use std::process::Command;
 
 pub(crate) const QEMU_BIN: &str = "usr/bin/qemu-system-aarch64";
+/// Run through a wrapper in the initramfs (fixtures/sim/lspci-wrapper.sh).
+pub(crate) const LSPCI_BIN: &str = "usr/bin/lspci";
+/// Where libpci looks for its (gzip-compressed) ID list; the initramfs links
+/// /usr/share/misc/pci.ids.gz here.
+pub(crate) const PCI_IDS_GZ: &str = "usr/share/misc/pci.ids.gz";
+/// pci.ids in the extracted packages (uncompressed).
+pub(crate) const PCI_IDS_SRC: &str = "usr/share/misc/pci.ids";
 pub(crate) const LIB_DIR: &str = "usr/lib/aarch64-linux-gnu";
 /// Filesystem label; board-init.sh finds the disk by driver, the label is for humans.
 pub(crate) const LABEL: &str = "hil-tools";
@@ -35,12 +43,13 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<u64> {
 
 /// Lays out the disk's tree under `tree` from the extracted packages in `root`.
 /// Libraries already in the board initramfs (`skip_libs`, libc among them) are left
-/// out: the board's own ld.so and libc run the nested QEMU.
+/// out: the board's own ld.so and libc run the nested QEMU and lspci.
 pub(crate) fn populate(
     root: &Path,
     skip_libs: &BTreeSet<String>,
     guest_kernel: &Path,
     guest_initrd: &[u8],
+    pci_ids_gz: &[u8],
     tree: &Path,
 ) -> Result<ToolsTree> {
     let mut t = ToolsTree {
@@ -48,9 +57,11 @@ pub(crate) fn populate(
         files: 0,
         libs: 0,
     };
-    t.bytes += link_or_copy(&root.join(QEMU_BIN), &tree.join(QEMU_BIN))?;
-    t.files += 1;
-    for (so, file) in elf::lib_closure(root, &[QEMU_BIN])? {
+    for bin in [QEMU_BIN, LSPCI_BIN] {
+        t.bytes += link_or_copy(&root.join(bin), &tree.join(bin))?;
+        t.files += 1;
+    }
+    for (so, file) in elf::lib_closure(root, &[QEMU_BIN, LSPCI_BIN])? {
         if skip_libs.contains(&so) {
             continue;
         }
@@ -74,6 +85,11 @@ pub(crate) fn populate(
             }
         }
     }
+    let ids = tree.join(PCI_IDS_GZ);
+    std::fs::create_dir_all(ids.parent().context("pci.ids path")?)?;
+    std::fs::write(&ids, pci_ids_gz)?;
+    t.bytes += pci_ids_gz.len() as u64;
+    t.files += 1;
     t.bytes += link_or_copy(guest_kernel, &tree.join("guest/Image"))?;
     std::fs::write(tree.join("guest/initrd.gz"), guest_initrd)?;
     t.bytes += guest_initrd.len() as u64;

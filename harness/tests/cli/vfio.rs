@@ -122,3 +122,110 @@ fn interrupt_during_the_guest_restores_drivers() {
     assert_eq!(results["exit_code"], 130);
     assert_restored(&board_dir);
 }
+
+#[test]
+fn rk3588_vfio_suite_passes_with_figures_and_restores_drivers() {
+    let _l = lock();
+    let out = out_dir("vfio");
+    let (mut g, _rx) = spawn_hil(
+        &[
+            "run",
+            "suites/rk3588-vfio.toml",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let code = wait_exit(&mut g, BOOT_LIMIT);
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(code, 0, "{results:#}");
+    for name in ["boot", "preflight", "bind", "guest-boot", "ping", "nvme-io"] {
+        assert_eq!(
+            case(&results, "sim-rk3588", name)["outcome"],
+            "pass",
+            "{name}"
+        );
+    }
+    let ping = &case(&results, "sim-rk3588", "ping")["figures"];
+    assert_eq!(ping["received"], 5);
+    assert!(ping["rtt_avg_ms"].as_f64().unwrap() > 0.0, "{ping}");
+    let io = &case(&results, "sim-rk3588", "nvme-io")["figures"];
+    assert!(
+        io["write_mb_s"].as_f64().unwrap() > 0.0 && io["read_mb_s"].as_f64().unwrap() > 0.0,
+        "{io}"
+    );
+    let board_dir = out.join("boards/sim-rk3588");
+    let after_bind = drivers(&board_dir.join("artifacts/pci-after-bind.txt"));
+    assert_eq!(
+        after_bind.get("0000:00:03.0").map(String::as_str),
+        Some("vfio-pci")
+    );
+    assert_eq!(
+        after_bind.get("0000:00:04.0").map(String::as_str),
+        Some("vfio-pci")
+    );
+    assert_restored(&board_dir);
+    let gc = std::fs::read_to_string(board_dir.join("guest-console.log")).unwrap();
+    assert!(gc.contains("hil: guest ready"), "guest console logged");
+}
+
+#[test]
+fn corrupted_readback_fails_the_nvme_check_and_restores_drivers() {
+    let _l = lock();
+    let out = out_dir("nvme-corrupt");
+    let suite = data("suites/nvme-corrupt.toml");
+    let (mut g, _rx) = spawn_hil(
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let code = wait_exit(&mut g, BOOT_LIMIT);
+    let results = read_json(&out.join("results.json"));
+    let c = case(&results, "sim-rk3588", "nvme-io-corrupted");
+    assert_eq!(c["outcome"], "fail", "{c}");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("differs from what was written"),
+        "{c}"
+    );
+    assert_eq!(code, 1);
+    assert_restored(&out.join("boards/sim-rk3588"));
+}
+
+#[test]
+fn group_with_a_device_left_on_a_host_driver_is_blocked_not_viable() {
+    let _l = lock();
+    let out = out_dir("bridge");
+    let suite = data("suites/preflight-only.toml");
+    let (mut g, _rx) = spawn_hil(
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--board",
+            "sim-rk3588-bridge",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[("HIL_BOARDS", data("boards").to_str().unwrap())],
+    );
+    let code = wait_exit(&mut g, BOOT_LIMIT);
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(code, 0, "blocked is not a failure: {results:#}");
+    let bind = case(&results, "sim-rk3588-bridge", "bind");
+    assert_eq!(bind["outcome"], "blocked", "{bind}");
+    let msg = bind["message"].as_str().unwrap();
+    assert!(
+        msg.contains("is not viable") && msg.contains("0000:01:00.0") && msg.contains("shpchp"),
+        "{msg}"
+    );
+    // what was bound before the group turned out unusable is put back
+    let before = drivers(&out.join("boards/sim-rk3588-bridge/artifacts/pci-before-bind.txt"));
+    let after = drivers(&out.join("boards/sim-rk3588-bridge/artifacts/pci-after-restore.txt"));
+    assert_eq!(before.get("0000:00:03.0"), after.get("0000:00:03.0"));
+}
