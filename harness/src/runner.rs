@@ -270,6 +270,58 @@ async fn board_task(
     let _ = tx.send(Event::Props(name.clone(), props.clone()));
     let mut s = session;
 
+    // Flash (when the board file has a [flash] step) before the board is powered on.
+    if let Some(fcfg) = s.board.flash.clone() {
+        let t = Instant::now();
+        let at = run_start.elapsed().as_secs_f64();
+        let tools = crate::flash::backend::Tools::default();
+        match crate::flash::backend::flash(&fcfg, &run_dir, &tools).await {
+            Ok(rep) => {
+                let hashes: BTreeMap<String, String> = rep
+                    .images
+                    .iter()
+                    .map(|(name, _, sha)| (format!("image_sha256.{name}"), sha.clone()))
+                    .collect();
+                let _ = tx.send(Event::Props(name.clone(), hashes));
+                let msg = format!(
+                    "{} flashed {} image(s) in {:.1} s",
+                    rep.backend,
+                    rep.images.len(),
+                    rep.duration_s
+                );
+                send_case(case(
+                    "flash",
+                    "flash",
+                    Outcome::Pass,
+                    msg,
+                    at,
+                    t.elapsed().as_secs_f64(),
+                ));
+            }
+            Err(e) => {
+                send_case(case(
+                    "flash",
+                    "flash",
+                    e.outcome(),
+                    e.to_string(),
+                    at,
+                    t.elapsed().as_secs_f64(),
+                ));
+                for c in &suite.checks {
+                    send_case(case(
+                        &c.name,
+                        c.kind_name(),
+                        Outcome::Skipped,
+                        "not run: flashing failed".into(),
+                        at,
+                        0.0,
+                    ));
+                }
+                return;
+            }
+        }
+    }
+
     // Boot as its own testcase: how long it took, and where it stopped if it did.
     let first = suite
         .checks

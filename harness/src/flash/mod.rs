@@ -2,10 +2,10 @@
 //!
 //! This module owns the *protocol knowledge* of the flash tools in DOMAIN.md: what each tool
 //! prints, which of those lines mean success, and which mean that the lab, the board
-//! configuration or the device's boot mode is at fault. It deliberately owns no I/O: running
-//! `rkdeveloptool` or holding the board's console is the job of the caller (the board task
-//! and the console broker own those resources), so everything here is a pure function of
-//! text and can be tested on the recorded transcripts in `tests/data/transcripts/`.
+//! configuration or the device's boot mode is at fault. The protocol modules are pure
+//! functions of text, tested on the recorded transcripts in `tests/data/transcripts/`;
+//! [`backend`] is the one place that runs tools and writes images on the lab host, and is
+//! tested with fake tools that replay those transcripts (`tests/data/fake-tools/`).
 //!
 //! - [`rkdeveloptool`]: Rockchip RK3588 over USB (rockusb): `ld` parsing, a per-step
 //!   classifier for `db`/`wl`/`rd`/`ul`/`ef`, `wl` progress, and the Maskrom flash plan.
@@ -15,6 +15,7 @@
 //! Both map what they see onto one small [`FlashClass`], so the one place that turns errors
 //! into outcomes (`crate::error`) does not need to know either tool.
 
+pub mod backend;
 pub mod flash_writer;
 pub mod rkdeveloptool;
 
