@@ -181,7 +181,7 @@ mod tests {
         let c = command(&cfg, &[b]);
         assert_eq!(
             c,
-            "exec qemu-system-aarch64 -append 'console=ttyAMA0 panic=-1' -qmp tcp:127.0.0.1:4444,server=on,wait=off -device vfio-pci,host=0000:00:03.0 2>&1"
+            "exec qemu-system-aarch64 -append 'console=ttyAMA0 panic=-1' -qmp 'tcp:127.0.0.1:4444,server=on,wait=off' -device 'vfio-pci,host=0000:00:03.0' 2>&1"
         );
     }
 }
