@@ -17,6 +17,18 @@ pub fn clean(raw: &[u8]) -> String {
     s.chars().filter(|c| *c != '\r' && *c != '\0').collect()
 }
 
+/// The last 400 characters of a command's output, trimmed: the end says most (the error
+/// or the summary), so that is what goes into a check's message.
+pub fn excerpt(output: &str) -> String {
+    let t = output.trim();
+    let n = t.chars().count();
+    if n <= 400 {
+        t.to_string()
+    } else {
+        format!("...{}", t.chars().skip(n - 400).collect::<String>())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

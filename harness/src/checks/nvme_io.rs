@@ -446,7 +446,7 @@ impl NvmeIoCheck {
                     "the probe for {} printed no result (exit status {}); output: {:?}",
                     self.device,
                     out.status,
-                    excerpt(&out.output)
+                    crate::text::excerpt(&out.output)
                 ),
                 serde_json::Map::new(),
             ));
@@ -503,7 +503,7 @@ impl NvmeIoCheck {
                 "could not make the {} MiB test pattern in {PATTERN} (exit status {}): {:?}",
                 self.size_mib,
                 out.status,
-                excerpt(&out.output)
+                crate::text::excerpt(&out.output)
             ))),
         }
     }
@@ -553,7 +553,7 @@ impl NvmeIoCheck {
         Err(blocked(format!(
             "inject_after_write failed (exit status {}): {:?}",
             out.status,
-            excerpt(&out.output)
+            crate::text::excerpt(&out.output)
         )))
     }
 
@@ -564,7 +564,7 @@ impl NvmeIoCheck {
                 format!(
                     "no checksum of the read-back copy (exit status {}): {:?}",
                     out.status,
-                    excerpt(&out.output)
+                    crate::text::excerpt(&out.output)
                 ),
                 serde_json::Map::new(),
             )),
@@ -627,7 +627,7 @@ impl NvmeIoCheck {
         match &jobs {
             None => problems.push(format!(
                 "fio printed no complete JSON report (exit status {status}); output: {:?}",
-                excerpt(output)
+                crate::text::excerpt(output)
             )),
             Some(jobs) if jobs.is_empty() => problems.push("fio reported no jobs".into()),
             Some(jobs) => {
@@ -850,7 +850,7 @@ fn dd_errors(output: &str) -> String {
         .filter(|l| l.starts_with("dd:"))
         .collect();
     if lines.is_empty() {
-        format!("{:?}", excerpt(output))
+        format!("{:?}", crate::text::excerpt(output))
     } else {
         lines.join("; ")
     }
@@ -896,16 +896,6 @@ fn blocked(message: String) -> CheckOutput {
         outcome: Some(Outcome::Blocked),
         message,
         figures: serde_json::Map::new(),
-    }
-}
-
-fn excerpt(output: &str) -> String {
-    let t = output.trim();
-    let n = t.chars().count();
-    if n <= 400 {
-        t.to_string()
-    } else {
-        format!("...{}", t.chars().skip(n - 400).collect::<String>())
     }
 }
 

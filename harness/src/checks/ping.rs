@@ -181,7 +181,7 @@ impl PingCheck {
                 outcome: Some(Outcome::Fail),
                 message: format!(
                     "`{cmd}`: no ping summary in the output (exit status {status}); output: {:?}",
-                    excerpt(output)
+                    crate::text::excerpt(output)
                 ),
                 figures: serde_json::Map::new(),
             };
@@ -304,17 +304,6 @@ fn valid_interface(i: &str) -> bool {
         && !i.starts_with('-')
         && i.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
-}
-
-fn excerpt(output: &str) -> String {
-    let t = output.trim();
-    let n = t.chars().count();
-    if n <= 400 {
-        t.to_string()
-    } else {
-        // The end says most: the error or the summary.
-        format!("...{}", t.chars().skip(n - 400).collect::<String>())
-    }
 }
 
 #[cfg(test)]

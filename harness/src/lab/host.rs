@@ -217,18 +217,7 @@ pub(crate) fn gzip(tools: &Tools, data: &[u8], level: u32) -> Result<Vec<u8>> {
 }
 
 pub(crate) fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).with_context(|| path.display().to_string())?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    crate::hash::sha256_file(path).with_context(|| path.display().to_string())
 }
 
 /// Writes via a temporary file and rename, so readers never see half a file.
