@@ -14,7 +14,7 @@ use crate::ssh::{SshSession, SshTarget};
 use crate::vfio::{self, Binding, PciDev};
 use regex::bytes::Regex;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,6 +55,8 @@ pub struct BoardSession {
     pub facts: BTreeMap<String, String>,
     /// Devices hil moved to vfio-pci, to be put back at teardown.
     pub bindings: Vec<Binding>,
+    /// Guest images copied to the board: board path → sha256 (verified there).
+    pub uploaded: BTreeMap<String, String>,
     guest: Option<Guest>,
 }
 
@@ -74,6 +76,7 @@ impl BoardSession {
             ssh_target,
             facts: BTreeMap::new(),
             bindings: Vec::new(),
+            uploaded: BTreeMap::new(),
             guest: None,
         }
     }
@@ -414,6 +417,11 @@ impl BoardSession {
             self.connect_ssh().await?;
         }
         self.bind_devices(&[], false).await?;
+        let t = Duration::from_secs(cfg.boot_timeout_s);
+        for (remote, local) in &cfg.upload {
+            let sha = self.ssh()?.upload(Path::new(local), remote, t).await?;
+            self.uploaded.insert(remote.clone(), sha);
+        }
         let target = self
             .ssh_target
             .clone()

@@ -233,6 +233,56 @@ mod tests {
     }
 }
 
+impl SshSession {
+    /// Copies a local file to `remote` on the board through an exec channel (dropbear has
+    /// no SFTP server), then checks the board's `sha256sum` of it against ours. Returns
+    /// the hash.
+    pub async fn upload(
+        &self,
+        local: &Path,
+        remote: &str,
+        timeout: Duration,
+    ) -> Result<String, SshError> {
+        let want = crate::hash::sha256_file(local)
+            .map_err(|e| SshError::Session(format!("{}: {e}", local.display())))?;
+        let data = std::fs::read(local)
+            .map_err(|e| SshError::Session(format!("{}: {e}", local.display())))?;
+        let sess = self.sess.clone();
+        let q = shell_words::quote(remote).into_owned();
+        let cmd = format!("cat > {q} && sha256sum {q}");
+        let remote_owned = remote.to_string();
+        let got = tokio::task::spawn_blocking(move || {
+            let sess = sess.lock().unwrap_or_else(|p| p.into_inner());
+            sess.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
+            let r = (|| {
+                let e = |e: &dyn std::fmt::Display| e.to_string();
+                let mut ch = sess.channel_session().map_err(|x| e(&x))?;
+                ch.exec(&cmd).map_err(|x| e(&x))?;
+                std::io::Write::write_all(&mut ch, &data).map_err(|x| e(&x))?;
+                ch.send_eof().map_err(|x| e(&x))?;
+                let mut out = String::new();
+                let _ = ch.read_to_string(&mut out);
+                ch.wait_close().map_err(|x| e(&x))?;
+                Ok::<_, String>((out, ch.exit_status().map_err(|x| e(&x))?))
+            })();
+            sess.set_timeout(0);
+            r
+        })
+        .await
+        .map_err(|e| SshError::Session(e.to_string()))?
+        .map_err(|e| SshError::Session(format!("upload to {remote_owned}: {e}")))?;
+        let (out, status) = got;
+        let board_hash = out.split_whitespace().next().unwrap_or("").to_string();
+        if status != 0 || board_hash != want {
+            return Err(SshError::Session(format!(
+                "upload of {} to {remote} did not verify: local sha256 {want}, board {board_hash:?} (exit {status})",
+                local.display()
+            )));
+        }
+        Ok(want)
+    }
+}
+
 /// What a dedicated SSH stream carries.
 #[derive(Debug, Clone)]
 pub enum StreamKind {

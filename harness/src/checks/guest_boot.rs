@@ -17,6 +17,10 @@ impl GuestBootCheck {
         let mut figures = serde_json::Map::new();
         figures.insert("guest_boot_s".into(), serde_json::json!(boot_s));
         let mut message = format!("guest shell reached in {boot_s:.1} s");
+        for (remote, sha) in &s.uploaded {
+            figures.insert(format!("uploaded_sha256.{remote}"), serde_json::json!(sha));
+            message.push_str(&format!("; uploaded {remote} (sha256 verified)"));
+        }
         if let Some(g) = s.guest() {
             if let Ok(st) = g.qmp("query-status").await {
                 message.push_str(&format!(

@@ -58,6 +58,10 @@ pub struct GuestCfg {
     pub prompt: String,
     pub boot_timeout_s: u64,
     pub shell_timeout_s: u64,
+    /// Files copied to the board over SSH (and verified by sha256) before the guest
+    /// starts: `"/board/path" = "local path"`.
+    #[serde(default)]
+    pub upload: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -393,6 +397,11 @@ impl Board {
                 v.push(("ssh.host_key_file".into(), f.clone()));
             }
         }
+        if let Some(g) = &self.guest {
+            for (remote, local) in &g.upload {
+                v.push((format!("guest.upload.\"{remote}\""), local.clone()));
+            }
+        }
         if let Some(f) = &self.flash {
             if let Some(d) = &f.tftp_dir {
                 v.push(("flash.tftp_dir".into(), d.clone()));
@@ -471,6 +480,11 @@ impl Board {
             ex("ssh.identity", &mut s.identity)?;
             if let Some(f) = &mut s.host_key_file {
                 ex("ssh.host_key_file", f)?;
+            }
+        }
+        if let Some(g) = &mut b.guest {
+            for (remote, local) in g.upload.iter_mut() {
+                ex(&format!("guest.upload.\"{remote}\""), local)?;
             }
         }
         if let Some(f) = &mut b.flash {
