@@ -24,5 +24,6 @@ pub mod report;
 pub mod runner;
 pub mod shell;
 pub mod ssh;
+pub mod stimulus;
 pub mod text;
 pub mod vfio;

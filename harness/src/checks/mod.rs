@@ -2,12 +2,15 @@
 //! a [`BoardSession`]; it reports pass/fail/blocked with figures, or a [`StepError`] that
 //! the runner classifies.
 
+pub mod gpio;
 pub mod guest_boot;
 pub mod nvme_io;
 pub mod ping;
 pub mod preflight;
+pub mod sertest;
 pub mod shell;
 pub mod vfio_bind;
+pub mod vfio_platform;
 
 use crate::boot::{BoardSession, State};
 use crate::config::load::from_table;
@@ -25,6 +28,9 @@ pub const KINDS: &[&str] = &[
     "guest-boot",
     "ping",
     "nvme-io",
+    "vfio-platform",
+    "gpio",
+    "sertest",
 ];
 
 #[derive(Debug)]
@@ -43,6 +49,9 @@ pub enum CheckKind {
     GuestBoot(guest_boot::GuestBootCheck),
     Ping(ping::PingCheck),
     NvmeIo(nvme_io::NvmeIoCheck),
+    Sertest(sertest::SertestCheck),
+    VfioPlatform(vfio_platform::VfioPlatformCheck),
+    Gpio(gpio::GpioCheck),
 }
 
 /// Kinds without parameters still reject unknown keys.
@@ -77,6 +86,11 @@ impl CheckSpec {
             }
             "ping" => CheckKind::Ping(ping::PingCheck::from_params(path, key, p)?),
             "nvme-io" => CheckKind::NvmeIo(nvme_io::NvmeIoCheck::from_params(path, key, p)?),
+            "sertest" => CheckKind::Sertest(sertest::SertestCheck::from_params(path, key, p)?),
+            "vfio-platform" => CheckKind::VfioPlatform(
+                vfio_platform::VfioPlatformCheck::from_params(path, key, p)?,
+            ),
+            "gpio" => CheckKind::Gpio(gpio::GpioCheck::from_params(path, key, p)?),
             "guest-boot" => {
                 from_table::<NoParams>(path, key, p)?;
                 CheckKind::GuestBoot(guest_boot::GuestBootCheck)
@@ -91,10 +105,15 @@ impl CheckSpec {
         };
         let via = raw.via.unwrap_or(match kind {
             // Passthrough checks look from inside the guest unless told otherwise.
-            CheckKind::Ping(_) | CheckKind::NvmeIo(_) => Via::Guest,
+            CheckKind::Ping(_) | CheckKind::NvmeIo(_) | CheckKind::Gpio(_) => Via::Guest,
             _ => defaults.via,
         });
-        if via == Via::Ssh && matches!(kind, CheckKind::Ping(_) | CheckKind::NvmeIo(_)) {
+        if via == Via::Ssh
+            && matches!(
+                kind,
+                CheckKind::Ping(_) | CheckKind::NvmeIo(_) | CheckKind::Gpio(_)
+            )
+        {
             let msg = "is \"ssh\"; expected \"guest\" or \"console\" for this kind (it runs on a shell console)";
             return Err(ConfigError::new(path, format!("{key}.via"), msg));
         }
@@ -114,6 +133,9 @@ impl CheckSpec {
             CheckKind::GuestBoot(_) => "guest-boot",
             CheckKind::Ping(_) => "ping",
             CheckKind::NvmeIo(_) => "nvme-io",
+            CheckKind::Sertest(_) => "sertest",
+            CheckKind::VfioPlatform(_) => "vfio-platform",
+            CheckKind::Gpio(_) => "gpio",
         }
     }
 
@@ -123,6 +145,9 @@ impl CheckSpec {
             (CheckKind::Preflight(_) | CheckKind::VfioBind(_) | CheckKind::GuestBoot(_), _) => {
                 State::LinuxSsh
             }
+            (CheckKind::VfioPlatform(_), _) => State::LinuxSsh,
+            // Slave in the guest, master on the board over SSH.
+            (CheckKind::Sertest(_), _) => State::Guest,
             (_, Via::Console) => State::LinuxConsole,
             (_, Via::Ssh) => State::LinuxSsh,
             (_, Via::Guest) => State::Guest,
@@ -137,6 +162,9 @@ impl CheckSpec {
             CheckKind::GuestBoot(c) => c.run(s).await,
             CheckKind::Ping(c) => c.run(self.shell(s)?, self.timeout).await,
             CheckKind::NvmeIo(c) => c.run(self.shell(s)?, self.timeout).await,
+            CheckKind::Sertest(c) => c.run(s, self.timeout).await,
+            CheckKind::VfioPlatform(c) => c.run(s, self.timeout).await,
+            CheckKind::Gpio(c) => c.run(s, self.via, self.timeout).await,
         }
     }
 

@@ -15,6 +15,7 @@ mod host;
 mod initramfs;
 mod keys;
 mod progress;
+mod sertest;
 mod tools_disk;
 
 pub use board::{prepare_board, BoardDir};
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Bump when the way images are assembled changes, so cached images are rebuilt.
-pub const RECIPE_VERSION: &str = "2";
+pub const RECIPE_VERSION: &str = "3";
 
 /// The board's /init.
 pub const BOARD_INIT: &str = include_str!("../../../fixtures/sim/board-init.sh");
@@ -303,6 +304,7 @@ fn cache_key(res: &apt::Resolution, uboot_sha: &str, client_pub: &str) -> String
         ("guest-init", GUEST_INIT),
         ("qemu-wrapper", QEMU_WRAPPER),
         ("lspci-wrapper", LSPCI_WRAPPER),
+        ("sertest-source", sertest::SOURCE),
     ] {
         line(format!("{name} {}", hex::encode(Sha256::digest(text))));
     }
@@ -373,6 +375,10 @@ fn assemble(
         std::fs::create_dir_all(d)?;
     }
 
+    let step = progress.step("cross-compiling sertest");
+    let sertest_bin = sertest::build(&work.join("sertest"), &|m| progress.note(m))?;
+    step.done(&host::mib(sertest_bin.len() as u64));
+
     let ext = work.join("root");
     let step = progress.counted(
         &format!("extracting {} packages", res.packages.len()),
@@ -427,7 +433,11 @@ fn assemble(
             qemu: QEMU_WRAPPER,
             lspci: LSPCI_WRAPPER,
         };
-        let board = initramfs::board(&ext, &board_mods, kver, BOARD_INIT, &wrappers, client_pub)?;
+        let mut board =
+            initramfs::board(&ext, &board_mods, kver, BOARD_INIT, &wrappers, client_pub)?;
+        board
+            .archive
+            .file(sertest::INSTALL_PATH, sertest_bin.clone(), 0o755);
         let z = initramfs::gzip_archive(tools, &board.archive)?;
         std::fs::write(out.join("initrd.gz"), &z)?;
         step.done(&format!(
@@ -437,7 +447,8 @@ fn assemble(
         ));
 
         let step = progress.step("assembling guest initramfs");
-        let guest = initramfs::guest(&ext, &guest_mods, GUEST_INIT)?;
+        let mut guest = initramfs::guest(&ext, &guest_mods, GUEST_INIT)?;
+        guest.file(sertest::INSTALL_PATH, sertest_bin.clone(), 0o755);
         let guest_gz = initramfs::gzip_archive(tools, &guest)?;
         step.done(&host::mib(guest_gz.len() as u64));
 

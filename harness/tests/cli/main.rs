@@ -4,5 +4,7 @@
 
 mod common;
 mod config_errors;
+mod rcar;
+mod sertest;
 mod sim;
 mod vfio;
