@@ -171,6 +171,7 @@ mod tests {
             prompt: "# $".into(),
             boot_timeout_s: 1,
             shell_timeout_s: 1,
+            upload: Default::default(),
         };
         let b = Binding {
             name: "nvme".into(),

@@ -39,9 +39,9 @@ const BLOCK_ALIGN_KIB: u64 = 4;
 const MAX_BLOCK_KIB: u64 = 16 * 1024;
 const PATTERN: &str = "/tmp/hil-nvme-io.pattern";
 const READBACK: &str = "/tmp/hil-nvme-io.readback";
-/// `rm -f` of two tmpfs files; short, so it fits the runner's grace after a timeout.
-/// Least time given to removing the pattern files, even when the check's own time is up.
-const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Least time given to the `rm -f` of two tmpfs files when the check's own time is up; it
+/// fits inside the runner's grace after a check's limit.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(8);
 /// Printed by the generated commands when the device node is not (or no longer) a block
 /// device, instead of letting dd create a file in its place.
 const NOT_BLOCK: &str = "hil: not a block device:";
