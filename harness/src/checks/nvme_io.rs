@@ -291,11 +291,15 @@ impl NvmeIoCheck {
                 // The copies take up to 64 MiB of the guest's RAM: remove them whatever
                 // happened. The verdict on the data stands either way: a slow or failed `rm`
                 // (a loaded machine) is noted, never turned into the check's outcome.
-                let limit = deadline.saturating_duration_since(Instant::now()).max(CLEANUP_TIMEOUT);
+                let limit = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(CLEANUP_TIMEOUT);
                 let cleanup = shell.run(&cleanup_command(), limit).await;
                 let mut verdict = result?;
                 if let Err(e) = cleanup {
-                    verdict.message.push_str(&format!("; cleanup of the pattern files failed: {e}"));
+                    verdict
+                        .message
+                        .push_str(&format!("; cleanup of the pattern files failed: {e}"));
                 }
                 Ok(verdict)
             }

@@ -1,0 +1,71 @@
+//! The R-Car flow on sim-rcar: vfio-platform is blocked (the sim kernel has no
+//! VFIO_PLATFORM), GPIO value read-back and an edge interrupt pulsed over QMP pass; a
+//! stimulus that never comes makes the edge check fail after its timeout.
+
+use crate::common::*;
+use crate::sim::{case, lock, out_dir, read_json, spawn_hil, wait_exit, BOOT_LIMIT};
+
+fn run_rcar(suite: &str, out: &std::path::Path) -> (i32, serde_json::Value) {
+    let (mut g, _rx) = spawn_hil(
+        &[
+            "run",
+            suite,
+            "--board",
+            "sim-rcar",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let code = wait_exit(&mut g, BOOT_LIMIT);
+    (code, read_json(&out.join("results.json")))
+}
+
+#[test]
+fn rcar_suite_gpio_passes_and_vfio_platform_is_blocked() {
+    let _l = lock();
+    let out = out_dir("rcar");
+    let (code, results) = run_rcar("suites/rcar-passthrough.toml", &out);
+
+    let vp = case(&results, "sim-rcar", "vfio-platform");
+    assert_eq!(vp["outcome"], "blocked", "{vp}");
+    let msg = vp["message"].as_str().unwrap();
+    assert!(msg.starts_with("unsupported configuration:"), "{vp}");
+    assert!(msg.contains("kernel has no vfio-platform driver"), "{vp}");
+    assert!(msg.contains("CONFIG_VFIO_PLATFORM is not set"), "{vp}");
+
+    let rb = case(&results, "sim-rcar", "gpio-readback");
+    assert_eq!(rb["outcome"], "pass", "{rb}");
+    assert_eq!(rb["figures"]["base"], 504, "{rb}");
+    assert_eq!(rb["figures"]["value_readback"], "1,0", "{rb}");
+
+    let e = case(&results, "sim-rcar", "gpio-edge");
+    assert_eq!(e["outcome"], "pass", "{e}");
+    let f = &e["figures"];
+    assert_eq!(f["gpio"], 507, "{e}");
+    let before = f["irq_count_before"].as_u64().unwrap();
+    let after = f["irq_count_after"].as_u64().unwrap();
+    assert!(after >= before + 2, "{e}");
+    let latency = f["edge_latency_s"].as_f64().unwrap();
+    assert!(latency > 0.0 && latency < 15.0, "{e}");
+
+    assert_eq!(code, 0, "blocked is not a failure: {results:#}");
+}
+
+#[test]
+fn rcar_edge_without_stimulus_fails_after_its_timeout() {
+    let _l = lock();
+    let out = out_dir("rcar-no-stimulus");
+    let suite = data("suites/rcar-no-stimulus.toml");
+    let (code, results) = run_rcar(suite.to_str().unwrap(), &out);
+    let e = case(&results, "sim-rcar", "gpio-edge");
+    assert_eq!(e["outcome"], "fail", "{e}");
+    let msg = e["message"].as_str().unwrap();
+    assert!(
+        msg.contains("no edge interrupt within 5 s (count stayed at 0"),
+        "{e}"
+    );
+    assert_eq!(e["figures"]["irq_count_before"], 0, "{e}");
+    assert!(e["duration_s"].as_f64().unwrap_or(5.0) >= 5.0, "{e}");
+    assert_eq!(code, 1, "{results:#}");
+}
