@@ -15,6 +15,7 @@ pub mod expect;
 pub mod flash;
 pub mod guest;
 pub mod hash;
+pub mod host_cmd;
 pub mod lab;
 pub mod lab_ctl;
 pub mod outcome;

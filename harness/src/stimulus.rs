@@ -117,27 +117,11 @@ impl Stimulus {
     }
 }
 
-/// Runs a suite's lab-host command with `sh -c` (the lab's own text, like a power command).
+/// Runs a suite's lab-host stimulus command (a relay, a lab-host GPIO).
 pub async fn run_command(cmd: &str, timeout: Duration) -> Result<(), StepError> {
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(timeout, child).await {
-        Err(_) => Err(StepError::Infra(format!(
-            "stimulus command `{cmd}` did not finish within {} s",
-            timeout.as_secs()
-        ))),
-        Ok(Err(e)) => Err(StepError::Infra(format!("stimulus command `{cmd}`: {e}"))),
-        Ok(Ok(out)) if !out.status.success() => Err(StepError::Infra(format!(
-            "stimulus command `{cmd}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))),
-        Ok(Ok(_)) => Ok(()),
-    }
+    crate::host_cmd::run_sh("stimulus command", cmd, timeout)
+        .await
+        .map_err(StepError::Infra)
 }
 
 async fn manual(prompt: &str, timeout: Duration) -> Result<(), StepError> {

@@ -28,31 +28,12 @@ impl CommandPower {
     }
 }
 
-/// Runs a board-file command with `sh -c`. The command text is the lab's own (from the
-/// board file, like a Makefile recipe); nothing from a DUT is substituted into it.
+/// Runs a board-file power command (none configured: nothing to do).
 pub async fn run(what: &str, cmd: Option<&str>, timeout: Duration) -> Result<(), PowerError> {
     let Some(cmd) = cmd else { return Ok(()) };
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(timeout, child).await {
-        Err(_) => Err(PowerError::Failed(format!(
-            "power {what} command `{cmd}` did not finish within {} s",
-            timeout.as_secs()
-        ))),
-        Ok(Err(e)) => Err(PowerError::Failed(format!(
-            "power {what} command `{cmd}`: {e}"
-        ))),
-        Ok(Ok(out)) if !out.status.success() => Err(PowerError::Failed(format!(
-            "power {what} command `{cmd}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))),
-        Ok(Ok(_)) => Ok(()),
-    }
+    crate::host_cmd::run_sh(&format!("power {what} command"), cmd, timeout)
+        .await
+        .map_err(PowerError::Failed)
 }
 
 #[cfg(test)]
