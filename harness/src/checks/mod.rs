@@ -59,6 +59,19 @@ pub enum CheckKind {
 #[serde(deny_unknown_fields)]
 struct NoParams {}
 
+/// What is left of a multi-step check's time limit; none left is the check's timeout.
+pub(crate) fn time_left(
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<Duration, StepError> {
+    let d = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if d.is_zero() {
+        Err(StepError::CheckTimeout(timeout.as_secs()))
+    } else {
+        Ok(d)
+    }
+}
+
 /// What a check found (its verdict on the DUT).
 #[derive(Debug, Default)]
 pub struct CheckOutput {

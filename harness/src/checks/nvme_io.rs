@@ -273,7 +273,7 @@ impl NvmeIoCheck {
     ) -> Result<CheckOutput, StepError> {
         let deadline = Instant::now() + timeout;
         let out = shell
-            .run(&self.probe_command(), left(deadline, timeout)?)
+            .run(&self.probe_command(), super::time_left(deadline, timeout)?)
             .await?;
         let plan = match self.judge_probe(&out) {
             Ok(p) => p,
@@ -282,7 +282,7 @@ impl NvmeIoCheck {
         match plan {
             Plan::Fio => {
                 let out = shell
-                    .run(&self.fio_command(), left(deadline, timeout)?)
+                    .run(&self.fio_command(), super::time_left(deadline, timeout)?)
                     .await?;
                 Ok(self.judge_fio(&out.output, out.status))
             }
@@ -314,34 +314,46 @@ impl NvmeIoCheck {
         timeout: Duration,
     ) -> Result<CheckOutput, StepError> {
         let out = shell
-            .run(&self.pattern_command(), left(deadline, timeout)?)
+            .run(
+                &self.pattern_command(),
+                super::time_left(deadline, timeout)?,
+            )
             .await?;
         let written = match self.judge_pattern(&out) {
             Ok(sum) => sum,
             Err(verdict) => return Ok(verdict),
         };
         let out = shell
-            .run(&self.write_command(direct), left(deadline, timeout)?)
+            .run(
+                &self.write_command(direct),
+                super::time_left(deadline, timeout)?,
+            )
             .await?;
         let write_s = match self.judge_transfer(Dir::Write, &out) {
             Ok(s) => s,
             Err(verdict) => return Ok(verdict),
         };
         if let Some(cmd) = &self.inject_after_write {
-            let out = shell.run(cmd, left(deadline, timeout)?).await?;
+            let out = shell.run(cmd, super::time_left(deadline, timeout)?).await?;
             if let Err(verdict) = self.judge_inject(&out) {
                 return Ok(verdict);
             }
         }
         let out = shell
-            .run(&self.read_command(direct), left(deadline, timeout)?)
+            .run(
+                &self.read_command(direct),
+                super::time_left(deadline, timeout)?,
+            )
             .await?;
         let read_s = match self.judge_transfer(Dir::Read, &out) {
             Ok(s) => s,
             Err(verdict) => return Ok(verdict),
         };
         let out = shell
-            .run(&readback_sum_command(), left(deadline, timeout)?)
+            .run(
+                &readback_sum_command(),
+                super::time_left(deadline, timeout)?,
+            )
             .await?;
         let read = match self.judge_readback_sum(&out) {
             Ok(sum) => sum,
@@ -881,15 +893,6 @@ fn rate(mb_s: Option<f64>) -> String {
 
 fn opt(x: Option<f64>) -> serde_json::Value {
     x.map_or(serde_json::Value::Null, Into::into)
-}
-
-fn left(deadline: Instant, timeout: Duration) -> Result<Duration, StepError> {
-    let d = deadline.saturating_duration_since(Instant::now());
-    if d.is_zero() {
-        Err(StepError::CheckTimeout(timeout.as_secs()))
-    } else {
-        Ok(d)
-    }
 }
 
 fn fail(message: String, figures: serde_json::Map<String, serde_json::Value>) -> CheckOutput {

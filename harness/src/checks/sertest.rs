@@ -23,7 +23,8 @@ use regex::Regex;
 use serde::Deserialize;
 use std::path::Path;
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 pub const SLAVE_LOG: &str = "/tmp/sertest-slave.log";
 pub const SLAVE_PID: &str = "/tmp/sertest-slave.pid";
@@ -395,7 +396,7 @@ impl SertestCheck {
                 }
             }
         };
-        let secs = left(deadline, timeout)?.as_secs().max(2);
+        let secs = super::time_left(deadline, timeout)?.as_secs().max(2);
         let out = shell
             .run(&self.slave_command(&guest_port, secs), SHELL_STEP)
             .await?;
@@ -415,13 +416,16 @@ impl SertestCheck {
             )));
         }
 
-        let master_secs = left(deadline, timeout)?.as_secs().saturating_sub(15).max(2);
+        let master_secs = super::time_left(deadline, timeout)?
+            .as_secs()
+            .saturating_sub(15)
+            .max(2);
         let t0 = Instant::now();
         let master = s
             .ssh()?
             .exec(
                 &self.master_command(&board_port, master_secs),
-                left(deadline, timeout)?,
+                super::time_left(deadline, timeout)?,
             )
             .await;
         let duration = t0.elapsed();
@@ -505,7 +509,7 @@ impl SertestCheck {
                 Outcome::Fail,
                 format!(
                     "no statistics from the master (exit status {status}); output: {:?}",
-                    excerpt(output)
+                    crate::text::excerpt(output)
                 ),
                 figures,
             );
@@ -598,25 +602,6 @@ fn fail(message: String, figures: serde_json::Map<String, serde_json::Value>) ->
         outcome: Some(Outcome::Fail),
         message,
         figures,
-    }
-}
-
-fn left(deadline: Instant, timeout: Duration) -> Result<Duration, StepError> {
-    let d = deadline.saturating_duration_since(Instant::now());
-    if d.is_zero() {
-        Err(StepError::CheckTimeout(timeout.as_secs()))
-    } else {
-        Ok(d)
-    }
-}
-
-fn excerpt(output: &str) -> String {
-    let t = output.trim();
-    let n = t.chars().count();
-    if n <= 400 {
-        t.to_string()
-    } else {
-        format!("...{}", t.chars().skip(n - 400).collect::<String>())
     }
 }
 
