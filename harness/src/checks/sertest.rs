@@ -53,6 +53,9 @@ struct Params {
     #[serde(default = "default_chain")]
     chain: bool,
     corrupt_every: Option<u64>,
+    /// How long the link may stay silent before sertest gives up (its `-w`); sertest's own
+    /// defaults (10 s master, 5 s slave) when absent.
+    idle_timeout_s: Option<u64>,
 }
 
 fn default_board_device() -> String {
@@ -87,6 +90,7 @@ pub struct SertestCheck {
     pub chain: bool,
     /// Fault injection: the slave corrupts every Nth message.
     pub corrupt_every: Option<u64>,
+    pub idle_timeout_s: Option<u64>,
 }
 
 /// What one sertest run printed.
@@ -284,6 +288,14 @@ impl SertestCheck {
                 format!("is {}; expected 1 to 4096 bytes", p.maxlen),
             ));
         }
+        if let Some(w) = p.idle_timeout_s {
+            if !(1..=3600).contains(&w) {
+                return Err(err(
+                    "idle_timeout_s",
+                    format!("is {w}; expected 1 to 3600 seconds"),
+                ));
+            }
+        }
         if p.corrupt_every == Some(0) {
             return Err(err(
                 "corrupt_every",
@@ -305,6 +317,7 @@ impl SertestCheck {
             maxlen: p.maxlen,
             chain: p.chain,
             corrupt_every: p.corrupt_every,
+            idle_timeout_s: p.idle_timeout_s,
         })
     }
 
@@ -321,6 +334,10 @@ impl SertestCheck {
         ] {
             a.push(o.into());
             a.push(v);
+        }
+        if let Some(w) = self.idle_timeout_s {
+            a.push("-w".into());
+            a.push(w.to_string());
         }
         a
     }
@@ -772,6 +789,11 @@ mod tests {
             s.contains("sertest --slave --chain -i 42 -l 256 -s 115200 -n 65536 -t 90 --corrupt 10 /dev/ttyS0 > /tmp/sertest-slave.log 2>&1 &"),
             "{s}"
         );
+        let c = check(&[("idle_timeout_s", 60.into())]);
+        assert_eq!(
+            c.master_command("/dev/ttyS1", 600),
+            "sertest --master --chain -i 42 -l 256 -s 115200 -n 65536 -w 60 -t 600 /dev/ttyS1"
+        );
         let c = check(&[("chain", false.into()), ("guest_port", "ttyS1".into())]);
         assert_eq!(c.guest_port.as_deref(), Some("/dev/ttyS1"));
         assert!(!c.master_command("/dev/ttyS1", 5).contains("--chain"));
@@ -796,6 +818,10 @@ mod tests {
         assert_eq!(error(&[("speed", 12345.into())]).key, "check[3].speed");
         assert_eq!(error(&[("maxlen", 5000.into())]).key, "check[3].maxlen");
         assert_eq!(error(&[("maxlen", 0.into())]).key, "check[3].maxlen");
+        assert_eq!(
+            error(&[("idle_timeout_s", 0.into())]).key,
+            "check[3].idle_timeout_s"
+        );
         assert_eq!(
             error(&[("corrupt_every", 0.into())]).key,
             "check[3].corrupt_every"

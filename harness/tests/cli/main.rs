@@ -5,6 +5,5 @@
 mod common;
 mod config_errors;
 mod rcar;
-mod sertest;
 mod sim;
 mod vfio;
