@@ -85,6 +85,13 @@ impl BoardSession {
         self.console.as_ref()
     }
 
+    /// Writes a marker line of hil's own into the board's console log (when open).
+    pub fn console_mark(&self, what: &str) {
+        if let Some(c) = &self.console {
+            c.mark(what);
+        }
+    }
+
     pub async fn reach(&mut self, target: State) -> Result<(), StepError> {
         while self.state < target {
             match self.state {

@@ -30,8 +30,12 @@ enum Cmd {
         /// Report directory (default: reports/<run-id>/).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Queue for a board another run holds instead of failing at once (the lease
+        /// directory is $HIL_LEASE_DIR, default /var/tmp/hil-leases).
+        #[arg(long)]
+        wait: bool,
     },
-    /// List board files; `check` validates them all.
+    /// List board files and who holds each board; `check` validates them all.
     Boards {
         #[arg(value_parser = ["check"])]
         action: Option<String>,
@@ -111,7 +115,12 @@ pub fn main() -> i32 {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.cmd {
-        Cmd::Run { suite, boards, out } => run(suite, boards, out).await,
+        Cmd::Run {
+            suite,
+            boards,
+            out,
+            wait,
+        } => run(suite, boards, out, wait).await,
         Cmd::Boards { action } => boards_cmd(action.is_some()),
         Cmd::Lab { action } => match action {
             LabCmd::Build { board } => lab_build(board).await,
@@ -132,8 +141,20 @@ fn load_board(name: &str) -> anyhow::Result<(PathBuf, Board)> {
     Ok((path, b))
 }
 
-async fn run(suite: PathBuf, boards: Vec<String>, out: Option<PathBuf>) -> anyhow::Result<i32> {
+async fn run(
+    suite: PathBuf,
+    boards: Vec<String>,
+    out: Option<PathBuf>,
+    wait: bool,
+) -> anyhow::Result<i32> {
     let suite = Suite::load(&suite)?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = boards.iter().find(|b| !seen.insert(b.as_str())) {
+        return Err(UsageError(format!(
+            "--board {dup} is given twice; a board runs one suite at a time"
+        ))
+        .into());
+    }
     let mut plans = Vec::new();
     let mut errs = Vec::new();
     for name in &boards {
@@ -166,6 +187,8 @@ async fn run(suite: PathBuf, boards: Vec<String>, out: Option<PathBuf>) -> anyho
         out,
         run_id,
         progress: std::io::stderr().is_terminal(),
+        leases: crate::lease::Leases::from_env(),
+        wait,
     })
     .await
 }
@@ -177,6 +200,8 @@ fn boards_cmd(check: bool) -> anyhow::Result<i32> {
         return Err(UsageError(format!("no board files in {}", dir.display())).into());
     }
     let mut bad = 0;
+    let leases = crate::lease::Leases::from_env();
+    let now = crate::lease::now();
     for f in &files {
         match Board::load(f) {
             Ok(b) => {
@@ -194,6 +219,11 @@ fn boards_cmd(check: bool) -> anyhow::Result<i32> {
                     b.console.device,
                     if check { "  ok" } else { "" }
                 );
+                match leases.read(&b.name) {
+                    Some(l) if !l.expired(now) => println!("{:<22} lease: {}", "", l.describe(now)),
+                    Some(l) => println!("{:<22} lease: free ({})", "", l.describe(now)),
+                    None => println!("{:<22} lease: free", ""),
+                }
             }
             Err(e) => {
                 bad += 1;

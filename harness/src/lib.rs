@@ -18,6 +18,7 @@ pub mod hash;
 pub mod host_cmd;
 pub mod lab;
 pub mod lab_ctl;
+pub mod lease;
 pub mod outcome;
 pub mod power;
 pub mod qmp;

@@ -41,6 +41,22 @@ pub struct RunOptions {
     pub out: PathBuf,
     pub run_id: String,
     pub progress: bool,
+    /// Where board leases live.
+    pub leases: crate::lease::Leases,
+    /// Queue for a busy board instead of failing at once.
+    pub wait: bool,
+}
+
+/// What every board task shares.
+struct Shared {
+    suite: Suite,
+    tx: mpsc::UnboundedSender<Event>,
+    run_start: Instant,
+    /// The suite's whole-job deadline, as an instant.
+    deadline: Option<tokio::time::Instant>,
+    leases: crate::lease::Leases,
+    owner: crate::lease::Owner,
+    wait: bool,
 }
 
 enum Event {
@@ -76,22 +92,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     writer.write(&report)?;
     eprintln!("hil: run {} → {}", opts.run_id, opts.out.display());
 
-    let suite = Arc::new(opts.suite);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        deadline: opts
+            .suite
+            .deadline
+            .map(|d| tokio::time::Instant::from_std(started) + d),
+        suite: opts.suite,
+        tx,
+        run_start: started,
+        leases: opts.leases,
+        owner: crate::lease::Owner::this_process(&opts.run_id),
+        wait: opts.wait,
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for plan in opts.boards {
         let run_dir = writer.board_dir(&plan.board.name);
-        tasks.spawn(board_task(
-            plan,
-            run_dir,
-            suite.clone(),
-            tx.clone(),
-            started,
-            stop_rx.clone(),
-        ));
+        tasks.spawn(board_task(plan, run_dir, shared.clone(), stop_rx.clone()));
     }
-    drop(tx);
+    // The board tasks hold the only senders: the loop below ends when they all have.
+    drop(shared);
 
     let mut interrupted = false;
     loop {
@@ -179,6 +200,18 @@ fn case(
         started_s,
         figures: Default::default(),
         console: String::new(),
+        attempts: Vec::new(),
+        flaky: false,
+    }
+}
+
+fn attempt_of(c: CaseReport) -> crate::report::Attempt {
+    crate::report::Attempt {
+        outcome: c.outcome,
+        message: c.message,
+        duration_s: c.duration_s,
+        started_s: c.started_s,
+        console: c.console,
     }
 }
 
@@ -227,25 +260,67 @@ impl Capture {
 async fn board_task(
     plan: BoardPlan,
     run_dir: PathBuf,
-    suite: Arc<Suite>,
-    tx: mpsc::UnboundedSender<Event>,
-    run_start: Instant,
+    sh: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     let name = plan.board.name.clone();
+    let suite = &sh.suite;
+    let run_start = sh.run_start;
     let send_case = |c: CaseReport| {
-        let _ = tx.send(Event::Case(name.clone(), c));
+        let _ = sh.tx.send(Event::Case(name.clone(), c));
+    };
+    let skip_all = |why: &str, at: f64| {
+        for c in &suite.checks {
+            send_case(case(
+                &c.name,
+                c.kind_name(),
+                Outcome::Skipped,
+                format!("not run: {why}"),
+                at,
+                0.0,
+            ));
+        }
     };
     let mut props = BTreeMap::new();
     props.insert("soc".to_string(), plan.board.soc.clone());
     props.insert("board_file".to_string(), plan.path.display().to_string());
+
+    // The lease first: nothing of the board (not even its sim files) is touched before.
+    let t0 = Instant::now();
+    let lease = tokio::select! {
+        r = take_lease(&plan.board, &sh) => r,
+        _ = stop.wait_for(|v| *v) => Err("interrupted while waiting for the board".to_string()),
+        _ = until(sh.deadline) => Err(format!("job deadline of {} s reached while waiting for the board", deadline_secs(suite))),
+    };
+    let lease = match lease {
+        Ok((held, note)) => {
+            props.insert("lease".into(), held.record().owner.describe());
+            if let Some(n) = note {
+                props.insert("lease_taken_over_from".into(), n);
+            }
+            held
+        }
+        Err(msg) => {
+            let _ = sh.tx.send(Event::Props(name.clone(), props));
+            send_case(case(
+                "lease",
+                "lease",
+                Outcome::InfraError,
+                msg,
+                0.0,
+                t0.elapsed().as_secs_f64(),
+            ));
+            skip_all("the board could not be leased", 0.0);
+            return;
+        }
+    };
 
     // Prepare: sim images, placeholders, pinned host key.
     let t0 = Instant::now();
     let session = match prepare(&plan, &run_dir, &mut props).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = tx.send(Event::Props(name.clone(), props));
+            let _ = sh.tx.send(Event::Props(name.clone(), props));
             send_case(case(
                 "prepare",
                 "prepare",
@@ -254,20 +329,12 @@ async fn board_task(
                 0.0,
                 t0.elapsed().as_secs_f64(),
             ));
-            for c in &suite.checks {
-                send_case(case(
-                    &c.name,
-                    c.kind_name(),
-                    Outcome::Skipped,
-                    "not run: board preparation failed".into(),
-                    0.0,
-                    0.0,
-                ));
-            }
+            skip_all("board preparation failed", 0.0);
+            let _ = lease.release();
             return;
         }
     };
-    let _ = tx.send(Event::Props(name.clone(), props.clone()));
+    let _ = sh.tx.send(Event::Props(name.clone(), props.clone()));
     let mut s = session;
 
     // Flash (when the board file has a [flash] step) before the board is powered on.
@@ -282,7 +349,7 @@ async fn board_task(
                     .iter()
                     .map(|(name, _, sha)| (format!("image_sha256.{name}"), sha.clone()))
                     .collect();
-                let _ = tx.send(Event::Props(name.clone(), hashes));
+                let _ = sh.tx.send(Event::Props(name.clone(), hashes));
                 let msg = format!(
                     "{} flashed {} image(s) in {:.1} s",
                     rep.backend,
@@ -307,20 +374,15 @@ async fn board_task(
                     at,
                     t.elapsed().as_secs_f64(),
                 ));
-                for c in &suite.checks {
-                    send_case(case(
-                        &c.name,
-                        c.kind_name(),
-                        Outcome::Skipped,
-                        "not run: flashing failed".into(),
-                        at,
-                        0.0,
-                    ));
-                }
+                skip_all("flashing failed", at);
+                let _ = lease.release();
                 return;
             }
         }
     }
+
+    // Infrastructure retries left for this board (boot and checks share the budget).
+    let mut infra_budget = s.board.retry.infrastructure;
 
     // Boot as its own testcase: how long it took, and where it stopped if it did.
     let first = suite
@@ -329,43 +391,65 @@ async fn board_task(
         .map(|c| c.needs())
         .min()
         .unwrap_or(State::LinuxConsole);
-    let t = Instant::now();
-    let started_s = run_start.elapsed().as_secs_f64();
-    let capture = Capture::start(&s);
-    let r = s.reach(first).await;
-    let mut c = case(
-        "boot",
-        "boot",
-        Outcome::Pass,
-        String::new(),
-        started_s,
-        t.elapsed().as_secs_f64(),
-    );
-    // The console did not exist before power-on; take the whole boot from the log instead.
-    c.console = boot_slice(&run_dir).unwrap_or_else(|| capture.take());
-    let mut lab_broken = false;
-    match &r {
-        Ok(()) => {
-            c.message = format!("reached {:?} in {:.1} s", s.state, c.duration_s);
-            c.figures
-                .insert("boot_s".into(), serde_json::json!(c.duration_s));
+    let mut attempts = Vec::new();
+    let boot = loop {
+        let t = Instant::now();
+        let started_s = run_start.elapsed().as_secs_f64();
+        let capture = Capture::start(&s);
+        let r = tokio::select! {
+            r = s.reach(first) => r,
+            _ = until(sh.deadline) => Err(deadline_error(suite)),
+        };
+        let mut c = case(
+            "boot",
+            "boot",
+            Outcome::Pass,
+            String::new(),
+            started_s,
+            t.elapsed().as_secs_f64(),
+        );
+        // The console did not exist before power-on; take the whole boot from the log.
+        c.console = boot_slice(&run_dir).unwrap_or_else(|| capture.take());
+        match &r {
+            Ok(()) => {
+                c.message = format!("reached {:?} in {:.1} s", s.state, c.duration_s);
+                c.figures
+                    .insert("boot_s".into(), serde_json::json!(c.duration_s));
+            }
+            Err(e) => {
+                c.outcome = e.outcome();
+                c.message = e.to_string();
+            }
         }
-        Err(e) => {
-            c.outcome = e.outcome();
-            c.message = e.to_string();
-            lab_broken = true;
+        let retry = matches!(&r, Err(e) if e.outcome() == Outcome::InfraError && !is_deadline(e))
+            && infra_budget > 0
+            && !*stop.borrow();
+        if !retry {
+            c.attempts = std::mem::take(&mut attempts);
+            break (c, r.is_ok());
         }
-    }
+        infra_budget -= 1;
+        s.console_mark(&format!(
+            "boot attempt {} ended in an infrastructure error ({}); power-cycling and booting again",
+            attempts.len() + 1,
+            c.message
+        ));
+        attempts.push(attempt_of(c));
+        let _ = s.power_off().await;
+    };
+    let (boot_case, booted) = boot;
+    let mut lab_broken = !booted;
     let facts: BTreeMap<String, String> = s
         .facts
         .clone()
         .into_iter()
         .filter(|(k, _)| k == "kernel")
         .collect();
-    let _ = tx.send(Event::Props(name.clone(), facts));
-    send_case(c);
+    let _ = sh.tx.send(Event::Props(name.clone(), facts));
+    send_case(boot_case);
 
     let mut interrupted = false;
+    let mut deadline_hit = false;
     for spec in &suite.checks {
         if interrupted || *stop.borrow() {
             interrupted = true;
@@ -376,6 +460,37 @@ async fn board_task(
                 Outcome::Skipped,
                 "not run: interrupted".into(),
                 at,
+                0.0,
+            ));
+            continue;
+        }
+        if deadline_hit
+            || sh
+                .deadline
+                .is_some_and(|d| tokio::time::Instant::now() >= d)
+        {
+            deadline_hit = true;
+            send_case(case(
+                &spec.name,
+                spec.kind_name(),
+                Outcome::Skipped,
+                format!(
+                    "not run: job deadline of {} s reached",
+                    deadline_secs(suite)
+                ),
+                run_start.elapsed().as_secs_f64(),
+                0.0,
+            ));
+            continue;
+        }
+        if let Some(why) = lease.lost.borrow().clone() {
+            lab_broken = true;
+            send_case(case(
+                &spec.name,
+                spec.kind_name(),
+                Outcome::InfraError,
+                format!("not run: {why}"),
+                run_start.elapsed().as_secs_f64(),
                 0.0,
             ));
             continue;
@@ -391,26 +506,69 @@ async fn board_task(
             ));
             continue;
         }
-        let t = Instant::now();
-        let c = tokio::select! {
-            c = run_check(&mut s, spec, run_start) => c,
-            _ = stop.wait_for(|v| *v) => {
-                interrupted = true;
-                let at = run_start.elapsed().as_secs_f64();
-                let mut c = case(&spec.name, spec.kind_name(), Outcome::Skipped, "interrupted while running".into(), at, t.elapsed().as_secs_f64());
-                c.console = boot_slice_tail(&run_dir);
-                (c, None)
+        let mut attempts = Vec::new();
+        let mut failed_runs = 0;
+        let c = loop {
+            let t = Instant::now();
+            let (c, err) = tokio::select! {
+                c = run_check(&mut s, spec, run_start) => c,
+                _ = stop.wait_for(|v| *v) => {
+                    interrupted = true;
+                    let at = run_start.elapsed().as_secs_f64();
+                    let mut c = case(&spec.name, spec.kind_name(), Outcome::Skipped, "interrupted while running".into(), at, t.elapsed().as_secs_f64());
+                    c.console = boot_slice_tail(&run_dir);
+                    (c, None)
+                }
+                _ = until(sh.deadline) => {
+                    deadline_hit = true;
+                    let at = run_start.elapsed().as_secs_f64();
+                    let e = deadline_error(suite);
+                    let mut c = case(&spec.name, spec.kind_name(), e.outcome(), format!("{e} while this check ran"), at, t.elapsed().as_secs_f64());
+                    c.console = boot_slice_tail(&run_dir);
+                    (c, None)
+                }
+            };
+            if interrupted || deadline_hit {
+                break c;
             }
+            if let Some(e) = &err {
+                if e.lab_broken() {
+                    if infra_budget == 0 {
+                        lab_broken = true;
+                        break c;
+                    }
+                    // Lab trouble is not the DUT's fault: power-cycle, boot again (the next
+                    // run_check reaches the state it needs) and run the check again.
+                    infra_budget -= 1;
+                    eprintln!(
+                        "hil: {name}: {}: infrastructure error ({}); power-cycling and running it again",
+                        spec.name, c.message
+                    );
+                    attempts.push(attempt_of(c));
+                    let _ = s.power_off().await;
+                    continue;
+                } else if e.board_lost() {
+                    // The DUT died (panic): later checks (and a re-run) get a fresh board.
+                    let _ = s.power_off().await;
+                }
+            }
+            if c.outcome == Outcome::Fail && failed_runs < spec.retries {
+                failed_runs += 1;
+                eprintln!(
+                    "hil: {name}: {} failed ({}); running it again ({failed_runs} of {} retries)",
+                    spec.name,
+                    c.message.lines().next().unwrap_or(""),
+                    spec.retries
+                );
+                attempts.push(attempt_of(c));
+                continue;
+            }
+            break c;
         };
-        if let Some(e) = &c.1 {
-            if e.lab_broken() {
-                lab_broken = true;
-            } else if e.board_lost() {
-                // The DUT died (panic): later checks get a freshly booted board.
-                let _ = s.power_off().await;
-            }
-        }
-        send_case(c.0);
+        let mut c = c;
+        c.flaky = c.outcome == Outcome::Pass && attempts.iter().any(|a| a.outcome == Outcome::Fail);
+        c.attempts = attempts;
+        send_case(c);
     }
     // Devices go back to their drivers whatever happened (pass, fail, interrupt), while
     // the board still runs; then power off.
@@ -426,6 +584,66 @@ async fn board_task(
         ));
     }
     let _ = s.power_off().await;
+    if let Err(e) = lease.release() {
+        eprintln!("hil: {name}: warning: could not release the lease: {e}");
+    }
+}
+
+/// Waits until the instant, or forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn deadline_secs(suite: &Suite) -> u64 {
+    suite.deadline.map_or(0, |d| d.as_secs())
+}
+
+fn deadline_error(suite: &Suite) -> StepError {
+    StepError::Infra(format!(
+        "job deadline of {} s reached (suite deadline_s)",
+        deadline_secs(suite)
+    ))
+}
+
+fn is_deadline(e: &StepError) -> bool {
+    matches!(e, StepError::Infra(m) if m.starts_with("job deadline"))
+}
+
+/// Takes the board's lease (queueing when `--wait`); the note names an expired lease that
+/// was taken over.
+async fn take_lease(
+    board: &Board,
+    sh: &Shared,
+) -> Result<(crate::lease::Held, Option<String>), String> {
+    let name = board.name.clone();
+    let mut on_busy = |holder: &str| {
+        eprintln!("hil: {name}: waiting for the board: {holder}");
+    };
+    let wait = crate::lease::Wait {
+        enabled: sh.wait,
+        poll: Duration::from_secs(1),
+        on_busy: &mut on_busy,
+    };
+    let ttl = Duration::from_secs(board.lease.ttl_s);
+    match crate::lease::Held::acquire(sh.leases.clone(), &board.name, sh.owner.clone(), ttl, wait)
+        .await
+    {
+        Ok((held, prev)) => {
+            let note = prev.map(|p| {
+                let d = p.describe(crate::lease::now());
+                eprintln!("hil: {}: took over an expired lease: {d}", board.name);
+                d
+            });
+            Ok((held, note))
+        }
+        Err(e @ crate::lease::LeaseError::Busy { .. }) => {
+            Err(format!("{e}; run with --wait to queue for it"))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The last part of the board's console log (for a case cut short).

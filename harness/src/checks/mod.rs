@@ -38,6 +38,8 @@ pub struct CheckSpec {
     pub name: String,
     pub timeout: Duration,
     pub via: Via,
+    /// Re-runs after a failure (reported as flaky when a re-run passes).
+    pub retries: u32,
     pub kind: CheckKind,
 }
 
@@ -134,6 +136,7 @@ impl CheckSpec {
             name: raw.name,
             timeout: Duration::from_secs(raw.timeout_s.unwrap_or(defaults.timeout_s)),
             via,
+            retries: raw.retries.unwrap_or(defaults.retries),
             kind,
         })
     }

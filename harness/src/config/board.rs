@@ -29,6 +29,43 @@ pub struct Board {
     #[serde(default, rename = "device")]
     pub devices: Vec<DeviceCfg>,
     pub guest: Option<GuestCfg>,
+    /// How long a run's claim on the board lives without a heartbeat.
+    #[serde(default)]
+    pub lease: LeaseCfg,
+    /// Recovery budgets for lab trouble.
+    #[serde(default)]
+    pub retry: RetryCfg,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseCfg {
+    /// A lease not renewed for this long has expired and may be taken over (a killed job's
+    /// board frees itself). The holder renews it every quarter of this.
+    #[serde(default = "default_lease_ttl")]
+    pub ttl_s: u64,
+}
+
+fn default_lease_ttl() -> u64 {
+    60
+}
+
+impl Default for LeaseCfg {
+    fn default() -> Self {
+        LeaseCfg {
+            ttl_s: default_lease_ttl(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryCfg {
+    /// How many times in one run the board is power-cycled and booted again after an
+    /// infrastructure error (console silent, TFTP, QEMU gone) while booting or during a
+    /// check; the check is then run again. Failures of the DUT are never retried here.
+    #[serde(default)]
+    pub infrastructure: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -222,6 +259,24 @@ impl Board {
                     ),
                 );
             }
+        }
+        if !(1..=86_400).contains(&self.lease.ttl_s) {
+            err(
+                "lease.ttl_s",
+                format!(
+                    "is {}; expected 1 to 86400 seconds (60 is a good default)",
+                    self.lease.ttl_s
+                ),
+            );
+        }
+        if self.retry.infrastructure > 10 {
+            err(
+                "retry.infrastructure",
+                format!(
+                    "is {}; expected at most 10 (each retry power-cycles and boots the board again)",
+                    self.retry.infrastructure
+                ),
+            );
         }
         if self.console.device != "qemu" && !self.console.device.starts_with('/') {
             err("console.device", format!("is \"{}\"; expected \"qemu\" or an absolute device path such as /dev/serial/by-id/...", self.console.device));

@@ -15,6 +15,9 @@ pub struct SuiteFile {
     #[serde(default)]
     pub description: String,
     pub defaults: Defaults,
+    /// Whole-job deadline: when it passes, the running check is stopped, the rest are not
+    /// run, devices are restored and boards powered off (an infrastructure error, exit 3).
+    pub deadline_s: Option<u64>,
     #[serde(rename = "check")]
     pub checks: Vec<RawCheck>,
 }
@@ -27,6 +30,11 @@ pub struct Defaults {
     /// Default transport for shell-like checks.
     #[serde(default = "Via::default")]
     pub via: Via,
+    /// How many times a failed check is run again. A check that fails and then passes is
+    /// reported as flaky (JUnit flakyFailure elements, `flaky` in results.json), never as
+    /// a plain pass.
+    #[serde(default)]
+    pub retries: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
@@ -47,6 +55,7 @@ pub struct RawCheck {
     pub kind: String,
     pub timeout_s: Option<u64>,
     pub via: Option<Via>,
+    pub retries: Option<u32>,
     /// Everything else: the kind's own parameters.
     #[serde(flatten)]
     pub params: toml::Table,
@@ -58,6 +67,7 @@ pub struct Suite {
     pub path: PathBuf,
     pub name: String,
     pub description: String,
+    pub deadline: Option<std::time::Duration>,
     pub checks: Vec<crate::checks::CheckSpec>,
 }
 
@@ -79,6 +89,13 @@ impl Suite {
                     ),
                 ));
             }
+            if raw.retries.unwrap_or(file.defaults.retries) > 10 {
+                errs.push(ConfigError::new(
+                    path,
+                    format!("{key}.retries"),
+                    "is more than 10; expected 0 to 10 re-runs of a failed check",
+                ));
+            }
             if raw.timeout_s == Some(0) {
                 errs.push(ConfigError::new(
                     path,
@@ -90,6 +107,13 @@ impl Suite {
                 Ok(c) => checks.push(c),
                 Err(e) => errs.push(e),
             }
+        }
+        if file.deadline_s == Some(0) {
+            errs.push(ConfigError::new(
+                path,
+                "deadline_s",
+                "is 0; expected the whole job's limit in seconds (or no key for none)",
+            ));
         }
         if checks.is_empty() && errs.is_empty() {
             errs.push(ConfigError::new(
@@ -103,6 +127,7 @@ impl Suite {
                 path: path.to_path_buf(),
                 name: file.name,
                 description: file.description,
+                deadline: file.deadline_s.map(std::time::Duration::from_secs),
                 checks,
             })
         } else {

@@ -3,7 +3,9 @@
 
 use super::RunReport;
 use crate::outcome::Outcome;
-use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{
+    NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+};
 use std::time::Duration;
 
 pub fn render(r: &RunReport) -> String {
@@ -42,6 +44,25 @@ pub fn render(r: &RunReport) -> String {
                     s
                 }
             };
+            let mut status = status;
+            // Earlier attempts: flakyFailure/flakyError inside a pass, rerunFailure/rerunError
+            // inside a failure (quick-junit picks the element by the final status).
+            status.add_reruns(c.attempts.iter().filter_map(|a| {
+                let (kind, ty) = match a.outcome {
+                    Outcome::Fail => (NonSuccessKind::Failure, "fail"),
+                    Outcome::InfraError => (NonSuccessKind::Error, "infrastructure"),
+                    Outcome::HarnessError => (NonSuccessKind::Error, "harness"),
+                    _ => return None,
+                };
+                let mut r = TestRerun::new(kind);
+                r.set_message(a.message.clone())
+                    .set_type(ty)
+                    .set_time(Duration::from_secs_f64(a.duration_s));
+                if !a.console.is_empty() {
+                    r.set_system_out_lossy(a.console.as_bytes());
+                }
+                Some(r)
+            }));
             let mut tc = TestCase::new(c.name.clone(), status);
             tc.set_classname(format!("{}.{}", b.name, c.kind));
             tc.set_time(Duration::from_secs_f64(c.duration_s));

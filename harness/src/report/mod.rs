@@ -46,6 +46,24 @@ pub struct CaseReport {
     /// What the board's console printed during the case (cleaned text).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub console: String,
+    /// Earlier attempts that did not count: failures re-run under the check's `retries`,
+    /// infrastructure errors re-run after a power cycle. Empty for a first-time result.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// Passed only after a failed attempt.
+    pub flaky: bool,
+}
+
+/// One earlier attempt of a case.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub message: String,
+    pub duration_s: f64,
+    pub started_s: f64,
+    /// The console slice of that attempt (JUnit system-out of the rerun element).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub console: String,
 }
 
 impl RunReport {

@@ -39,7 +39,16 @@ pub fn render(r: &RunReport) -> String {
         );
         for c in &b.cases {
             let detail = c.message.replace('|', "\\|").replace('\n', " ");
-            let detail: String = detail.chars().take(160).collect();
+            let mut detail: String = detail.chars().take(160).collect();
+            if !c.attempts.is_empty() {
+                let earlier: Vec<&str> = c.attempts.iter().map(|a| a.outcome.label()).collect();
+                let note = if c.flaky { "FLAKY: " } else { "" };
+                detail = format!(
+                    "{note}attempt {} (earlier: {}) {detail}",
+                    c.attempts.len() + 1,
+                    earlier.join(", ")
+                );
+            }
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {:.1} s | {} |",

@@ -23,7 +23,14 @@ pub fn hil() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hil"));
     c.current_dir(repo());
     c.env_remove("RUST_BACKTRACE");
+    // Board leases of this test process, apart from a developer's real runs (a test may
+    // set its own HIL_LEASE_DIR).
+    c.env("HIL_LEASE_DIR", test_lease_dir());
     c
+}
+
+pub fn test_lease_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("hil-test-leases-{}", std::process::id()))
 }
 
 pub fn run(cmd: &mut Command) -> Output {

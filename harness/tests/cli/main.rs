@@ -4,6 +4,7 @@
 
 mod common;
 mod config_errors;
+mod lease;
 mod rcar;
 mod sim;
 mod vfio;

@@ -1,0 +1,562 @@
+//! Board leases: one run uses a board at a time, across processes and users.
+//!
+//! A lease is a JSON file `<dir>/<board>.json` naming its owner (job id, user, host, pid,
+//! run id) with a heartbeat and a time to live. The holder refreshes the heartbeat while it
+//! runs; a lease whose heartbeat is older than its TTL has expired and may be taken over,
+//! so a board held by a killed job frees itself. Reading and replacing a lease happen under
+//! an `flock` on `<dir>/<board>.lock`, so two runs racing for a free or expired board
+//! cannot both win. The lease file itself is replaced atomically (write, then rename).
+//!
+//! The directory is `HIL_LEASE_DIR`, else `/var/tmp/hil-leases` (created mode 1777, so
+//! every user of a lab host shares it). For several lab hosts, point `HIL_LEASE_DIR` at a
+//! shared filesystem with working `flock`.
+
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const DEFAULT_DIR: &str = "/var/tmp/hil-leases";
+
+/// Who holds (or wants) a board.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Owner {
+    /// CI job id (`HIL_JOB`, `CI_JOB_ID`, `GITHUB_RUN_ID`, `BUILD_TAG`) or "manual".
+    pub job: String,
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub run_id: String,
+}
+
+impl Owner {
+    pub fn this_process(run_id: &str) -> Owner {
+        let job = ["HIL_JOB", "CI_JOB_ID", "GITHUB_RUN_ID", "BUILD_TAG"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| "manual".into());
+        Owner {
+            job,
+            user: std::env::var("USER").unwrap_or_else(|_| format!("uid{}", current_uid())),
+            host: hostname(),
+            pid: std::process::id(),
+            run_id: run_id.into(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "job {} ({}@{}, pid {}, run {})",
+            self.job, self.user, self.host, self.pid, self.run_id
+        )
+    }
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// What a lease file holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub board: String,
+    pub owner: Owner,
+    /// Unix seconds.
+    pub acquired: f64,
+    pub heartbeat: f64,
+    pub ttl_s: u64,
+}
+
+impl Record {
+    pub fn expires(&self) -> f64 {
+        self.heartbeat + self.ttl_s as f64
+    }
+
+    pub fn expired(&self, now: f64) -> bool {
+        now >= self.expires()
+    }
+
+    /// "held by job 123 (ci@lab1, pid 42, run ...) for 3 min, expires in 40 s".
+    pub fn describe(&self, now: f64) -> String {
+        let held = (now - self.acquired).max(0.0);
+        let left = self.expires() - now;
+        let exp = if left > 0.0 {
+            format!("expires in {left:.0} s unless renewed")
+        } else {
+            format!("expired {:.0} s ago", -left)
+        };
+        format!(
+            "held by {} for {}, {exp}",
+            self.owner.describe(),
+            human(held)
+        )
+    }
+}
+
+fn human(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("board {board} is busy: {holder}")]
+    Busy { board: String, holder: String },
+    #[error("lease directory {dir}: {err}")]
+    Io { dir: String, err: String },
+}
+
+/// The lease directory.
+#[derive(Debug, Clone)]
+pub struct Leases {
+    pub dir: PathBuf,
+}
+
+impl Leases {
+    /// `HIL_LEASE_DIR`, else [`DEFAULT_DIR`].
+    pub fn from_env() -> Leases {
+        let dir = std::env::var_os("HIL_LEASE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
+        Leases { dir }
+    }
+
+    fn io(&self, e: impl std::fmt::Display) -> LeaseError {
+        LeaseError::Io {
+            dir: self.dir.display().to_string(),
+            err: e.to_string(),
+        }
+    }
+
+    fn ensure_dir(&self) -> Result<(), LeaseError> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(e))?;
+        if self.dir == Path::new(DEFAULT_DIR) {
+            use std::os::unix::fs::PermissionsExt;
+            // Shared by every user of the host; the sticky bit keeps their files theirs.
+            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o1777));
+        }
+        Ok(())
+    }
+
+    fn file(&self, board: &str) -> PathBuf {
+        self.dir.join(format!("{board}.json"))
+    }
+
+    /// Runs `f` with the board's lock file held (blocking; the critical sections are a
+    /// read and a rename).
+    fn locked<T>(&self, board: &str, f: impl FnOnce() -> T) -> Result<T, LeaseError> {
+        self.ensure_dir()?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(format!("{board}.lock")))
+            .map_err(|e| self.io(e))?;
+        flock(&lock).map_err(|e| self.io(e))?;
+        let r = f();
+        drop(lock); // closing the file releases the lock
+        Ok(r)
+    }
+
+    /// The current lease of a board, if any (expired ones included).
+    pub fn read(&self, board: &str) -> Option<Record> {
+        let text = std::fs::read_to_string(self.file(board)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Every lease in the directory, by board name.
+    pub fn list(&self) -> Vec<Record> {
+        let mut v: Vec<Record> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok())
+            .collect();
+        v.sort_by(|a: &Record, b| a.board.cmp(&b.board));
+        v
+    }
+
+    /// Takes the board if it is free, expired, or already ours. Returns the lease record
+    /// written and the expired record it replaced, if any.
+    pub fn try_acquire(
+        &self,
+        board: &str,
+        owner: &Owner,
+        ttl: Duration,
+    ) -> Result<(Record, Option<Record>), LeaseError> {
+        self.locked(board, || {
+            let t = now();
+            let previous = self.read(board);
+            if let Some(p) = &previous {
+                if !p.expired(t) && p.owner != *owner {
+                    return Err(LeaseError::Busy {
+                        board: board.into(),
+                        holder: p.describe(t),
+                    });
+                }
+            }
+            let rec = Record {
+                board: board.into(),
+                owner: owner.clone(),
+                acquired: t,
+                heartbeat: t,
+                ttl_s: ttl.as_secs().max(1),
+            };
+            self.write(&rec)?;
+            Ok((rec, previous.filter(|p| p.owner != *owner)))
+        })?
+    }
+
+    /// Refreshes the heartbeat; an error when the lease is no longer ours (it expired and
+    /// someone took it over).
+    pub fn renew(&self, rec: &mut Record) -> Result<(), LeaseError> {
+        self.locked(&rec.board.clone(), || {
+            match self.read(&rec.board) {
+                Some(cur) if cur.owner == rec.owner => {}
+                Some(cur) => {
+                    return Err(LeaseError::Busy {
+                        board: rec.board.clone(),
+                        holder: format!("lease lost: now {}", cur.describe(now())),
+                    })
+                }
+                None => {} // removed by hand: take it back
+            }
+            rec.heartbeat = now();
+            self.write(rec)
+        })?
+    }
+
+    /// Gives the board back (only if the lease is still ours).
+    pub fn release(&self, rec: &Record) -> Result<(), LeaseError> {
+        self.locked(&rec.board, || {
+            if self
+                .read(&rec.board)
+                .is_some_and(|cur| cur.owner == rec.owner)
+            {
+                std::fs::remove_file(self.file(&rec.board)).map_err(|e| self.io(e))?;
+            }
+            Ok(())
+        })?
+    }
+
+    fn write(&self, rec: &Record) -> Result<(), LeaseError> {
+        let path = self.file(&rec.board);
+        let tmp = self
+            .dir
+            .join(format!(".{}.{}.tmp", rec.board, std::process::id()));
+        let mut f = File::create(&tmp).map_err(|e| self.io(e))?;
+        let text = serde_json::to_string_pretty(rec).map_err(|e| self.io(e))?;
+        f.write_all(text.as_bytes()).map_err(|e| self.io(e))?;
+        f.sync_all().map_err(|e| self.io(e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| self.io(e))
+    }
+}
+
+fn flock(f: &File) -> std::io::Result<()> {
+    loop {
+        // SAFETY: the fd is valid for the life of `f`.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// A held lease with its heartbeat task. Dropping it (also when its task is aborted)
+/// stops the heartbeat and gives the board back; only a killed process leaves its lease to
+/// expire.
+pub struct Held {
+    leases: Leases,
+    released: bool,
+    record: std::sync::Arc<std::sync::Mutex<Record>>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    /// Set when a heartbeat found the lease taken over.
+    pub lost: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+/// How to wait for a busy board.
+pub struct Wait<'a> {
+    pub enabled: bool,
+    pub poll: Duration,
+    /// Called when the holder changes while waiting (progress for the operator).
+    pub on_busy: &'a mut (dyn FnMut(&str) + Send),
+}
+
+impl Held {
+    /// Acquires the board's lease, queueing behind the holder when `wait.enabled`.
+    pub async fn acquire(
+        leases: Leases,
+        board: &str,
+        owner: Owner,
+        ttl: Duration,
+        wait: Wait<'_>,
+    ) -> Result<(Held, Option<Record>), LeaseError> {
+        let mut last_holder = String::new();
+        let (rec, taken_over) = loop {
+            let (l, b, o) = (leases.clone(), board.to_string(), owner.clone());
+            let r = tokio::task::spawn_blocking(move || l.try_acquire(&b, &o, ttl))
+                .await
+                .map_err(|e| leases.io(e))?;
+            match r {
+                Ok(x) => break x,
+                Err(LeaseError::Busy { holder, .. }) if wait.enabled => {
+                    let who = holder.split(" for ").next().unwrap_or("").to_string();
+                    if who != last_holder {
+                        (wait.on_busy)(&holder);
+                        last_holder = who;
+                    }
+                    tokio::time::sleep(wait.poll).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let record = std::sync::Arc::new(std::sync::Mutex::new(rec));
+        let (lost_tx, lost) = tokio::sync::watch::channel(None);
+        let every = (ttl / 4).max(Duration::from_millis(250));
+        let (l, r) = (leases.clone(), record.clone());
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let (l2, r2) = (l.clone(), r.clone());
+                let res = tokio::task::spawn_blocking(move || {
+                    let mut rec = r2.lock().unwrap_or_else(|p| p.into_inner());
+                    l2.renew(&mut rec)
+                })
+                .await;
+                if let Ok(Err(e)) = res {
+                    let _ = lost_tx.send(Some(e.to_string()));
+                    return;
+                }
+            }
+        });
+        Ok((
+            Held {
+                leases,
+                released: false,
+                record,
+                heartbeat,
+                lost,
+            },
+            taken_over,
+        ))
+    }
+
+    pub fn record(&self) -> Record {
+        self.record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Gives the board back (a lock and an unlink: quick enough to do in place).
+    pub fn release(mut self) -> Result<(), LeaseError> {
+        self.released = true;
+        self.heartbeat.abort();
+        self.leases.release(&self.record())
+    }
+
+    /// Stops renewing without giving the board back: what a killed process leaves behind.
+    #[cfg(test)]
+    fn abandon(mut self) {
+        self.released = true;
+        self.heartbeat.abort();
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+        if !self.released {
+            let _ = self.leases.release(&self.record());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(pid: u32) -> Owner {
+        Owner {
+            job: "42".into(),
+            user: "ci".into(),
+            host: "lab1".into(),
+            pid,
+            run_id: format!("run-{pid}"),
+        }
+    }
+
+    fn dir() -> (tempfile::TempDir, Leases) {
+        let t = tempfile::tempdir().unwrap();
+        let l = Leases {
+            dir: t.path().join("leases"),
+        };
+        (t, l)
+    }
+
+    #[test]
+    fn second_owner_is_refused_while_the_lease_lives() {
+        let (_t, l) = dir();
+        let ttl = Duration::from_secs(60);
+        let (rec, prev) = l.try_acquire("b1", &owner(1), ttl).unwrap();
+        assert!(prev.is_none());
+        assert_eq!(l.read("b1").unwrap(), rec);
+        let e = l.try_acquire("b1", &owner(2), ttl).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("board b1 is busy: held by job 42 (ci@lab1, pid 1, run run-1)"),
+            "{msg}"
+        );
+        assert!(msg.contains("expires in"), "{msg}");
+        // Another board is unaffected; the owner may re-take its own.
+        l.try_acquire("b2", &owner(2), ttl).unwrap();
+        l.try_acquire("b1", &owner(1), ttl).unwrap();
+        assert_eq!(l.list().len(), 2);
+    }
+
+    #[test]
+    fn an_expired_lease_is_taken_over_and_reported() {
+        let (_t, l) = dir();
+        let (mut rec, _) = l
+            .try_acquire("b1", &owner(1), Duration::from_secs(5))
+            .unwrap();
+        // The holder stopped renewing (killed) long ago.
+        rec.heartbeat -= 10.0;
+        l.write(&rec).unwrap();
+        let (mine, prev) = l
+            .try_acquire("b1", &owner(2), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(mine.owner.pid, 2);
+        assert_eq!(prev.unwrap().owner.pid, 1);
+        // The old holder's heartbeat now fails instead of stealing it back.
+        let e = l.renew(&mut rec).unwrap_err().to_string();
+        assert!(e.contains("lease lost"), "{e}");
+        // Release by a non-holder leaves the lease alone; by the holder removes it.
+        l.release(&rec).unwrap();
+        assert!(l.read("b1").is_some());
+        l.release(&mine).unwrap();
+        assert!(l.read("b1").is_none());
+    }
+
+    #[test]
+    fn racing_threads_never_both_win() {
+        let (_t, l) = dir();
+        let winners: Vec<bool> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let l = l.clone();
+                    s.spawn(move || {
+                        l.try_acquire("b", &owner(i), Duration::from_secs(60))
+                            .is_ok()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(winners.iter().filter(|w| **w).count(), 1, "{winners:?}");
+    }
+
+    #[tokio::test]
+    async fn waiting_queues_until_the_holder_releases() {
+        let (_t, l) = dir();
+        let (first, _) = Held::acquire(
+            l.clone(),
+            "b",
+            owner(1),
+            Duration::from_secs(60),
+            Wait {
+                enabled: false,
+                poll: Duration::from_millis(50),
+                on_busy: &mut |_| {},
+            },
+        )
+        .await
+        .unwrap();
+        let l2 = l.clone();
+        let waiter = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let r = Held::acquire(
+                l2,
+                "b",
+                owner(2),
+                Duration::from_secs(60),
+                Wait {
+                    enabled: true,
+                    poll: Duration::from_millis(50),
+                    on_busy: &mut |h| seen.push(h.to_string()),
+                },
+            )
+            .await
+            .map(|(h, _)| h.record().owner.pid);
+            (r.unwrap(), seen)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished());
+        first.release().unwrap();
+        let (pid, seen) = waiter.await.unwrap();
+        assert_eq!(pid, 2);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].contains("pid 1"), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_keeps_a_short_lease_alive() {
+        let (_t, l) = dir();
+        let (held, _) = Held::acquire(
+            l.clone(),
+            "b",
+            owner(1),
+            Duration::from_secs(1),
+            Wait {
+                enabled: false,
+                poll: Duration::from_millis(50),
+                on_busy: &mut |_| {},
+            },
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // Two TTLs later it is still held: heartbeats renewed it.
+        let rec = l.read("b").unwrap();
+        assert!(!rec.expired(now()), "{rec:?}");
+        assert!(l
+            .try_acquire("b", &owner(2), Duration::from_secs(1))
+            .is_err());
+        held.abandon(); // stops the heartbeat, like a killed process
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(l
+            .try_acquire("b", &owner(2), Duration::from_secs(1))
+            .is_ok());
+    }
+}
