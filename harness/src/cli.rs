@@ -181,6 +181,15 @@ async fn run(
         suite.name
     );
     let out = out.unwrap_or_else(|| PathBuf::from("reports").join(&run_id));
+    // Before any board is touched: a run whose report cannot be written would lose its
+    // results.
+    if let Err(e) = writable_dir(&out) {
+        return Err(UsageError(format!(
+            "cannot write the report directory {}: {e}; choose a writable place with --out DIR",
+            out.display()
+        ))
+        .into());
+    }
     crate::runner::run(RunOptions {
         suite,
         boards: plans,
@@ -191,6 +200,13 @@ async fn run(
         wait,
     })
     .await
+}
+
+fn writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".hil-write-probe");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(probe)
 }
 
 fn boards_cmd(check: bool) -> anyhow::Result<i32> {
