@@ -4,6 +4,7 @@
 
 mod common;
 mod config_errors;
+mod console_reopen;
 mod rcar;
 mod sim;
 mod vfio;

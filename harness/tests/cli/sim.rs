@@ -50,7 +50,7 @@ pub fn case<'a>(results: &'a serde_json::Value, board: &str, name: &str) -> &'a 
 
 /// Parses junit.xml with a standard JUnit consumer (python junitparser) and returns
 /// "name outcome" lines, so the test checks what a CI system would read.
-fn junit_consumer(path: &Path) -> String {
+pub fn junit_consumer(path: &Path) -> String {
     let have = std::process::Command::new("python3")
         .args(["-c", "import junitparser"])
         .status()
