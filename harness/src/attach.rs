@@ -26,7 +26,7 @@ pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
             return bridge(console).await;
         }
         let mut p = Power::new(&b, dir.join("console"));
-        let pty = p.arm().await?.unwrap_or_default();
+        let pty = p.arm().await?.unwrap_or_else(|| b.console.device.clone());
         power = Some(p);
         (b, dir, pty)
     } else {
@@ -46,9 +46,17 @@ pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
 
 fn open(board: &Board, device: &str, log_dir: &std::path::Path) -> anyhow::Result<Console> {
     let log = log_dir.join(format!("console-{}.log", board.name));
+    // The board's own device path is reopened after a USB re-enumeration; a pty that
+    // QEMU made for this session dies with QEMU.
+    let reopen = if device == board.console.device {
+        board.console.reopen_within()
+    } else {
+        None
+    };
     let c = Console::open(
         device,
         board.console.baud,
+        reopen,
         &log,
         &format!("hil console {}", board.name),
     )?;
@@ -74,6 +82,7 @@ async fn bridge(console: Console) -> anyhow::Result<i32> {
                     let _ = out.write_all(&d);
                     let _ = out.flush();
                 }
+                Some(Event::Notice(note)) => eprintln!("\r\nhil: {note}\r"),
                 Some(Event::Closed(reason)) => {
                     eprintln!("\r\nhil: {reason}");
                     return Ok(exit::INFRASTRUCTURE);

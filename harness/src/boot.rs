@@ -123,14 +123,16 @@ impl BoardSession {
 
     async fn power_on_to_bootloader(&mut self) -> Result<(), StepError> {
         let b = &self.board;
-        let device = self
-            .power
-            .arm()
-            .await?
-            .unwrap_or_else(|| b.console.device.clone());
+        // A pty the power backend made dies with the board's QEMU: never reopened. The
+        // board's own device path is, after a USB re-enumeration (console::reopen).
+        let (device, reopen) = match self.power.arm().await? {
+            Some(pty) => (pty, None),
+            None => (b.console.device.clone(), b.console.reopen_within()),
+        };
         let console = Console::open(
             &device,
             b.console.baud,
+            reopen,
             &self.run_dir.join("console.log"),
             &format!("board {}", b.name),
         )

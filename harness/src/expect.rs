@@ -125,6 +125,8 @@ impl Expecter {
                     });
                 }
                 Ok(Some(Event::Data(d))) => self.push(&d),
+                // hil's own notes (a console gap) are not board output.
+                Ok(Some(Event::Notice(_))) => {}
                 Ok(Some(Event::Closed(r))) => self.closed = Some(r),
                 Ok(None) => self.closed = Some("console broker stopped".into()),
             }
@@ -132,6 +134,7 @@ impl Expecter {
             while let Ok(ev) = self.rx.try_recv() {
                 match ev {
                     Event::Data(d) => self.push(&d),
+                    Event::Notice(_) => {}
                     Event::Closed(r) => {
                         self.closed = Some(r);
                         break;

@@ -57,7 +57,11 @@ pub async fn up((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut q = QemuPower::new_detached(&board, dir.clone());
-    let pty = q.arm().await?;
+    // A board whose serial port qemu.args wire to a relay has its console at its own path.
+    let pty = q
+        .arm()
+        .await?
+        .unwrap_or_else(|| board.console.device.clone());
     let st = UpState {
         pid: q.pid().unwrap_or(0),
         pty: pty.clone(),

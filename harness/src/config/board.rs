@@ -108,6 +108,27 @@ pub struct ConsoleCfg {
     /// `/dev/serial/by-id/...` or by-path, never `ttyUSBn` (it moves on re-enumeration).
     pub device: String,
     pub baud: u32,
+    /// A device-path console whose transport vanishes (USB re-enumeration) is reopened if
+    /// the same path comes back within this many seconds; 0 closes it at once. Default
+    /// [`DEFAULT_REOPEN_TIMEOUT_S`]. Not for `qemu`: that pty dies with QEMU.
+    pub reopen_timeout_s: Option<u64>,
+}
+
+/// A USB-serial adapter re-enumerates in a few seconds; a hub reset can take longer.
+pub const DEFAULT_REOPEN_TIMEOUT_S: u64 = 30;
+/// Longer than this and a board without a console would go unnoticed for too long.
+const MAX_REOPEN_TIMEOUT_S: u64 = 3600;
+
+impl ConsoleCfg {
+    /// How long a lost transport may stay away before the console counts as closed;
+    /// `None` for a console that is never reopened (the QEMU pty).
+    pub fn reopen_within(&self) -> Option<std::time::Duration> {
+        if self.device == "qemu" {
+            return None;
+        }
+        let s = self.reopen_timeout_s.unwrap_or(DEFAULT_REOPEN_TIMEOUT_S);
+        (s > 0).then(|| std::time::Duration::from_secs(s))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -278,8 +299,23 @@ impl Board {
                 ),
             );
         }
-        if self.console.device != "qemu" && !self.console.device.starts_with('/') {
+        // A leading placeholder ({run_dir}, {board_dir}) expands to an absolute path.
+        if self.console.device != "qemu"
+            && !self.console.device.starts_with('/')
+            && !self.console.device.starts_with('{')
+        {
             err("console.device", format!("is \"{}\"; expected \"qemu\" or an absolute device path such as /dev/serial/by-id/...", self.console.device));
+        }
+        match self.console.reopen_timeout_s {
+            Some(_) if self.console.device == "qemu" => err(
+                "console.reopen_timeout_s",
+                "is set but console.device is \"qemu\"; the pty QEMU creates dies with QEMU and is never reopened: expected this key only with a device path".into(),
+            ),
+            Some(s) if s > MAX_REOPEN_TIMEOUT_S => err(
+                "console.reopen_timeout_s",
+                format!("is {s}; expected at most {MAX_REOPEN_TIMEOUT_S} seconds (0 turns re-opening off)"),
+            ),
+            _ => {}
         }
         if self.console.device.starts_with("/dev/ttyUSB")
             || self.console.device.starts_with("/dev/ttyACM")
@@ -294,8 +330,18 @@ impl Board {
                         "is missing; expected a [qemu] table when power.backend = \"qemu\"".into(),
                     );
                 }
-                if self.console.device != "qemu" {
-                    err("console.device", "expected \"qemu\" when power.backend = \"qemu\" (the console is the pty QEMU creates)".into());
+                // "qemu": hil gives the board's serial port a pty and adds -serial itself.
+                // A device path: qemu.args must wire the serial port to whatever serves
+                // that path (a socket chardev and a relay, as in the console re-open test).
+                let serial_in_args = self
+                    .qemu
+                    .as_ref()
+                    .is_some_and(|q| q.args.iter().any(|a| a == "-serial"));
+                if self.console.device == "qemu" && serial_in_args {
+                    err("qemu.args", "has -serial while console.device = \"qemu\"; hil adds the console's -serial itself: expected no -serial, or console.device set to the path that serial port is relayed to".into());
+                }
+                if self.console.device != "qemu" && self.qemu.is_some() && !serial_in_args {
+                    err("console.device", format!("is \"{}\" with power.backend = \"qemu\", but qemu.args has no -serial, so nothing feeds that device; expected \"qemu\" (hil connects QEMU's serial port to a pty) or a -chardev/-serial pair in qemu.args that serves it", self.console.device));
                 }
             }
             PowerBackend::Command => {
@@ -584,5 +630,119 @@ impl Board {
             identity: PathBuf::from(&s.identity),
             host_key: blob,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal board file; `console` and `power`/`qemu` tables are the parts under test.
+    fn board(console: &str, power: &str) -> Result<Board, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.toml");
+        let text = format!(
+            r##"name = "b"
+soc = "rk3588"
+[console]
+{console}
+{power}
+[bootloader]
+kind = "u-boot"
+prompt = "=> "
+autoboot = "Hit any key"
+interrupt = " "
+timeout_s = 10
+command_timeout_s = 10
+boot_command = "booti"
+[linux]
+bootargs = ""
+prompt = "# $"
+boot_timeout_s = 10
+shell_timeout_s = 10
+"##
+        );
+        std::fs::write(&p, text).unwrap();
+        Board::load(&p).map_err(|e| e.to_string())
+    }
+
+    const QEMU_PTY: &str = r#"[power]
+backend = "qemu"
+[qemu]
+binary = "q"
+machine = "virt"
+cpu = "max"
+smp = 1
+memory_mb = 64
+start_timeout_s = 5
+args = []"#;
+    const QEMU_RELAYED: &str = r#"[power]
+backend = "qemu"
+[qemu]
+binary = "q"
+machine = "virt"
+cpu = "max"
+smp = 1
+memory_mb = 64
+start_timeout_s = 5
+args = ["-chardev", "socket,id=c,path={run_dir}/c.sock,reconnect=1", "-serial", "chardev:c"]"#;
+    const MANUAL: &str = "[power]\nbackend = \"manual\"\ntimeout_s = 60";
+
+    #[test]
+    fn reopen_limit_defaults_for_device_paths_and_is_off_for_the_qemu_pty() {
+        let b = board("device = \"/dev/serial/by-id/x\"\nbaud = 115200", MANUAL).unwrap();
+        assert_eq!(
+            b.console.reopen_within(),
+            Some(std::time::Duration::from_secs(DEFAULT_REOPEN_TIMEOUT_S))
+        );
+        let b = board(
+            "device = \"/dev/serial/by-id/x\"\nbaud = 115200\nreopen_timeout_s = 0",
+            MANUAL,
+        )
+        .unwrap();
+        assert_eq!(b.console.reopen_within(), None, "0 turns re-opening off");
+        let b = board("device = \"qemu\"\nbaud = 115200", QEMU_PTY).unwrap();
+        assert_eq!(b.console.reopen_within(), None);
+    }
+
+    #[test]
+    fn reopen_limit_on_the_qemu_pty_or_absurdly_long_is_an_error() {
+        let e = board(
+            "device = \"qemu\"\nbaud = 115200\nreopen_timeout_s = 5",
+            QEMU_PTY,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("console.reopen_timeout_s") && e.contains("never reopened"),
+            "{e}"
+        );
+        let e = board(
+            "device = \"/dev/serial/by-id/x\"\nbaud = 115200\nreopen_timeout_s = 86400",
+            MANUAL,
+        )
+        .unwrap_err();
+        assert!(e.contains("expected at most 3600"), "{e}");
+    }
+
+    #[test]
+    fn qemu_board_may_relay_its_serial_to_a_device_path_but_not_leave_it_unfed() {
+        let b = board(
+            "device = \"{run_dir}/console-tty\"\nbaud = 115200\nreopen_timeout_s = 20",
+            QEMU_RELAYED,
+        )
+        .unwrap();
+        assert_eq!(b.console.reopen_within().unwrap().as_secs(), 20);
+        // a path nothing in qemu.args feeds: the old mistake is still caught
+        let e = board("device = \"/dev/serial/by-id/x\"\nbaud = 115200", QEMU_PTY).unwrap_err();
+        assert!(
+            e.contains("console.device") && e.contains("no -serial"),
+            "{e}"
+        );
+        // hil's own pty and a -serial of the board file's would be two consoles
+        let e = board("device = \"qemu\"\nbaud = 115200", QEMU_RELAYED).unwrap_err();
+        assert!(e.contains("qemu.args") && e.contains("has -serial"), "{e}");
+        // relative paths are still refused; a leading placeholder is not relative
+        let e = board("device = \"console-tty\"\nbaud = 115200", MANUAL).unwrap_err();
+        assert!(e.contains("absolute device path"), "{e}");
     }
 }

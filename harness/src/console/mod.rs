@@ -1,14 +1,22 @@
 //! The console broker: one task per board owns the transport. It writes every byte into
 //! the board's log as it arrives, then fans it out to subscribers (expect engines, captures
 //! for report slices, a live viewer). Others talk to it through a [`Console`] handle.
+//!
+//! A console opened from a device path survives its transport going away (a USB-serial
+//! adapter re-enumerating): the broker waits for the same path to come back, reopens it and
+//! logs the gap (see [`reopen`]). Subscribers see one uninterrupted stream; only when the
+//! path stays away past the board's limit does the console close.
 
 pub mod log;
+pub mod reopen;
 pub mod transport;
 
 use log::ConsoleLog;
+use reopen::{HeldInput, Reopen};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use transport::Transport;
 
@@ -16,6 +24,9 @@ use transport::Transport;
 #[derive(Debug, Clone)]
 pub enum Event {
     Data(Arc<[u8]>),
+    /// A note of hil's own about the console (transport lost, gap), also in the log; never
+    /// board output, so expect engines ignore it.
+    Notice(String),
     /// The transport ended (board powered off or died, cable gone); carries the reason.
     Closed(String),
 }
@@ -24,6 +35,14 @@ struct Shared {
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Event>>>,
     closed: watch::Sender<Option<String>>,
     received: AtomicU64,
+    gaps: AtomicU64,
+}
+
+impl Shared {
+    fn publish(&self, ev: Event) {
+        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        subs.retain(|s| s.send(ev.clone()).is_ok());
+    }
 }
 
 /// A cheap, cloneable handle to a board's console broker.
@@ -40,10 +59,23 @@ enum Input {
 
 impl Console {
     /// Opens `device` and starts the broker. The log is created (appending) at `log_path`.
-    pub fn open(device: &str, baud: u32, log_path: &Path, title: &str) -> std::io::Result<Console> {
+    /// With `reopen_within`, a transport that goes away is reopened from the same path if
+    /// it comes back in time (see [`reopen`]); without, its end closes the console.
+    pub fn open(
+        device: &str,
+        baud: u32,
+        reopen_within: Option<Duration>,
+        log_path: &Path,
+        title: &str,
+    ) -> std::io::Result<Console> {
         let transport = Transport::open_serial(device, baud)?;
         let log = ConsoleLog::create(log_path, title)?;
-        Ok(Self::start(transport, log))
+        let reopen = reopen_within.map(|within| Reopen {
+            path: device.to_string(),
+            baud,
+            within,
+        });
+        Ok(Self::start(transport, reopen, log))
     }
 
     /// A console over an already open stream (the guest console through SSH).
@@ -54,18 +86,19 @@ impl Console {
     ) -> std::io::Result<Console> {
         let transport = Transport::from_fd(std::os::fd::OwnedFd::from(stream))?;
         let log = ConsoleLog::create(log_path, title)?;
-        Ok(Self::start(transport, log))
+        Ok(Self::start(transport, None, log))
     }
 
-    fn start(transport: Transport, log: ConsoleLog) -> Console {
+    fn start(transport: Transport, reopen: Option<Reopen>, log: ConsoleLog) -> Console {
         let (closed, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             subscribers: Mutex::new(Vec::new()),
             closed,
             received: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
         });
         let (input, input_rx) = mpsc::unbounded_channel();
-        tokio::spawn(broker(transport, log, shared.clone(), input_rx));
+        tokio::spawn(broker(transport, reopen, log, shared.clone(), input_rx));
         Console { shared, input }
     }
 
@@ -85,7 +118,8 @@ impl Console {
         rx
     }
 
-    /// Types `data` at the board.
+    /// Types `data` at the board. While the transport is away (waiting to reopen) the
+    /// bytes are held and sent after it is back; the log says so.
     pub fn send(&self, data: impl Into<Vec<u8>>) {
         let _ = self.input.send(Input::Bytes(data.into()));
     }
@@ -100,50 +134,79 @@ impl Console {
         self.shared.received.load(Ordering::Relaxed)
     }
 
+    /// How many times the transport went away and was reopened.
+    pub fn gaps(&self) -> u64 {
+        self.shared.gaps.load(Ordering::Relaxed)
+    }
+
     /// `Some(reason)` once the transport has ended.
     pub fn closed_reason(&self) -> Option<String> {
         self.shared.closed.borrow().clone()
     }
 }
 
+/// Why the broker stopped pumping one transport.
+enum Stop {
+    /// The transport failed or ended; another may replace it.
+    Lost(String),
+    /// Every handle was dropped: nobody can use the console any more.
+    Released,
+}
+
 async fn broker(
-    transport: Transport,
+    mut transport: Transport,
+    reopen: Option<Reopen>,
     mut log: ConsoleLog,
     shared: Arc<Shared>,
     mut input: mpsc::UnboundedReceiver<Input>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut held = HeldInput::default();
     let reason = loop {
-        tokio::select! {
-            r = transport.read(&mut buf) => match r {
-                Ok(0) => break "console closed (end of stream: the board powered off or its QEMU exited)".to_string(),
-                Ok(n) => {
-                    // Disk first: if anything below fails, the bytes are already logged.
-                    if let Err(e) = log.write(&buf[..n]) {
-                        eprintln!("hil: warning: console log write failed: {e}");
-                    }
-                    shared.received.fetch_add(n as u64, Ordering::Relaxed);
-                    let chunk: Arc<[u8]> = Arc::from(&buf[..n]);
-                    let mut subs = shared.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-                    subs.retain(|s| s.send(Event::Data(chunk.clone())).is_ok());
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EIO) => {
-                    break "console closed (EIO: the other end went away: board powered off or its QEMU exited)".to_string()
-                }
-                Err(e) => break format!("console read failed: {e}"),
-            },
-            msg = input.recv() => match msg {
-                Some(Input::Bytes(data)) => {
-                    if let Err(e) = transport.write_all(&data).await {
-                        break format!("console write failed: {e}");
-                    }
-                }
-                Some(Input::Mark(m)) => { let _ = log.mark(&m); }
-                // Every handle dropped: nobody can use the console any more.
-                None => break "console released".to_string(),
-            },
+        let lost = match pump(
+            &transport, &mut buf, &mut log, &shared, &mut input, &mut held,
+        )
+        .await
+        {
+            Stop::Released => break "console released".to_string(),
+            Stop::Lost(what) => what,
+        };
+        let Some(ro) = &reopen else {
+            break format!("console closed ({lost})");
+        };
+        // Let go of the dead fd first: a real adapter's node is only recreated once the
+        // last holder of the old one is gone.
+        drop(transport);
+        let note = format!(
+            "console transport lost ({lost}); waiting up to {} s for {} to come back",
+            ro.within.as_secs(),
+            ro.path
+        );
+        let _ = log.mark(&note);
+        shared.publish(Event::Notice(note));
+        match ro.wait(&mut log, &mut input, &mut held).await {
+            Ok((t, gap)) => {
+                transport = t;
+                shared.gaps.fetch_add(1, Ordering::Relaxed);
+                let note = format!(
+                    "console gap: {:.1} s without transport ({} reopened; what the board printed meanwhile is lost)",
+                    gap.as_secs_f64(),
+                    ro.path
+                );
+                let _ = log.mark(&note);
+                shared.publish(Event::Notice(note));
+            }
+            Err(reopen::GaveUp::Released) => break "console released".to_string(),
+            Err(reopen::GaveUp::Timeout(last)) => {
+                break format!(
+                    "console closed ({lost}; {} did not come back within {} s: {last})",
+                    ro.path,
+                    ro.within.as_secs()
+                )
+            }
         }
     };
+    held.abandon(&mut log);
     let _ = log.mark(&reason);
     shared.closed.send_replace(Some(reason.clone()));
     let subs = std::mem::take(&mut *shared.subscribers.lock().unwrap_or_else(|p| p.into_inner()));
@@ -151,3 +214,54 @@ async fn broker(
         let _ = s.send(Event::Closed(reason.clone()));
     }
 }
+
+/// Moves bytes between one transport, the log and the subscribers until it fails.
+async fn pump(
+    transport: &Transport,
+    buf: &mut [u8],
+    log: &mut ConsoleLog,
+    shared: &Shared,
+    input: &mut mpsc::UnboundedReceiver<Input>,
+    held: &mut HeldInput,
+) -> Stop {
+    // Input typed while the previous transport was away goes out first, in order.
+    if let Some(data) = held.take(log) {
+        if let Err(e) = transport.write_all(&data).await {
+            held.hold(&data);
+            return Stop::Lost(format!("write failed: {e}"));
+        }
+    }
+    loop {
+        tokio::select! {
+            r = transport.read(buf) => match r {
+                Ok(0) => return Stop::Lost("end of stream: the board powered off, its QEMU exited or the cable went away".into()),
+                Ok(n) => {
+                    // Disk first: if anything below fails, the bytes are already logged.
+                    if let Err(e) = log.write(&buf[..n]) {
+                        eprintln!("hil: warning: console log write failed: {e}");
+                    }
+                    shared.received.fetch_add(n as u64, Ordering::Relaxed);
+                    shared.publish(Event::Data(Arc::from(&buf[..n])));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                    return Stop::Lost("EIO: the other end went away: board powered off, its QEMU exited or the adapter vanished".into())
+                }
+                Err(e) => return Stop::Lost(format!("read failed: {e}")),
+            },
+            msg = input.recv() => match msg {
+                Some(Input::Bytes(data)) => {
+                    if let Err(e) = transport.write_all(&data).await {
+                        // Kept for the next transport, if one comes; else reported on close.
+                        held.hold(&data);
+                        return Stop::Lost(format!("write failed: {e}"));
+                    }
+                }
+                Some(Input::Mark(m)) => { let _ = log.mark(&m); }
+                None => return Stop::Released,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -38,7 +38,7 @@ impl Power {
     /// Prepares power-on; returns the console device if the backend creates it.
     pub async fn arm(&mut self) -> Result<Option<String>, PowerError> {
         match self {
-            Power::Qemu(q) => q.arm().await.map(Some),
+            Power::Qemu(q) => q.arm().await,
             _ => Ok(None),
         }
     }

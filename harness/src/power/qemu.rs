@@ -1,7 +1,9 @@
 //! The sim power backend: "power" is the board's QEMU process.
 //!
 //! QEMU starts paused (`-S`) with a QMP socket; its console is a pty that the caller opens
-//! like any serial device before `on` sends QMP `cont`. The process dies with hil
+//! like any serial device before `on` sends QMP `cont`. A board whose `console.device` is a
+//! path instead wires its serial port in `qemu.args` (a socket chardev served by a relay
+//! that exposes a tty at that path); then hil adds no console of its own. The process dies with hil
 //! (PR_SET_PDEATHSIG), so a crashed or killed hil never leaves a board running.
 
 use super::PowerError;
@@ -18,6 +20,8 @@ pub struct QemuPower {
     cfg: Option<QemuCfg>,
     run_dir: PathBuf,
     qmp: Option<Qmp<UnixStream>>,
+    /// `console.device = "qemu"`: hil gives the serial port a pty (else qemu.args wire it).
+    own_console: bool,
     pid: Option<u32>,
     /// `Some(status)` once the current QEMU process has exited.
     exited: Option<watch::Receiver<Option<String>>>,
@@ -32,6 +36,7 @@ impl QemuPower {
             cfg: board.qemu.clone(),
             run_dir,
             qmp: None,
+            own_console: board.console.device == "qemu",
             pid: None,
             exited: None,
             detached: false,
@@ -53,8 +58,9 @@ impl QemuPower {
         std::env::temp_dir().join(format!("hil-{}-{}.qmp", std::process::id(), self.name))
     }
 
-    /// Starts QEMU paused; returns the console pty.
-    pub async fn arm(&mut self) -> Result<String, PowerError> {
+    /// Starts QEMU paused; returns the console pty it made, or `None` when the board's
+    /// `console.device` is a path that qemu.args feed.
+    pub async fn arm(&mut self) -> Result<Option<String>, PowerError> {
         self.off().await?;
         let cfg = self
             .cfg
@@ -82,15 +88,19 @@ impl QemuPower {
             "-S".into(),
             "-qmp".into(),
             format!("unix:{},server=on,wait=off", sock.display()),
-            "-chardev".into(),
-            "pty,id=con0".into(),
-            "-serial".into(),
-            "chardev:con0".into(),
             "-display".into(),
             "none".into(),
             "-monitor".into(),
             "none".into(),
         ]);
+        if self.own_console {
+            args.extend([
+                "-chardev".into(),
+                "pty,id=con0".into(),
+                "-serial".into(),
+                "chardev:con0".into(),
+            ]);
+        }
         let log_path = self.run_dir.join("qemu.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -165,6 +175,10 @@ impl QemuPower {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
+        if !self.own_console {
+            self.qmp = Some(qmp);
+            return Ok(None);
+        }
         let chardevs = qmp
             .execute_timeout("query-chardev", None, Duration::from_secs(10))
             .await
@@ -172,7 +186,7 @@ impl QemuPower {
         let pty = pty_of(&chardevs, "con0")
             .ok_or_else(|| PowerError::Failed(format!("no pty in query-chardev: {chardevs}")))?;
         self.qmp = Some(qmp);
-        Ok(pty)
+        Ok(Some(pty))
     }
 
     pub async fn on(&mut self) -> Result<(), PowerError> {

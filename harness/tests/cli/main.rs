@@ -4,6 +4,7 @@
 
 mod common;
 mod config_errors;
+mod console_reopen;
 mod faults;
 mod lease;
 mod rcar;

@@ -1,0 +1,118 @@
+//! Getting a console's transport back after it went away.
+//!
+//! A USB-serial adapter that re-enumerates (a hub reset, a loose cable, the board's own
+//! USB power cycling) disappears and comes back under the same `/dev/serial/by-id` or
+//! by-path link, usually within seconds. The broker then polls that path, reopens it with
+//! the same settings and logs how long the console was blind. Input typed meanwhile is
+//! held (up to [`HELD_LIMIT`]) and sent once the transport is back; whatever could not be
+//! held, or was never sent, is named in the log rather than silently dropped.
+
+use super::log::ConsoleLog;
+use super::transport::Transport;
+use super::Input;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How often the path is tried while it is away: fast enough that a gap costs little
+/// board output, slow enough to be no load.
+const POLL: Duration = Duration::from_millis(100);
+/// Input held while the transport is away; a console is typed at in commands, not bulk.
+pub const HELD_LIMIT: usize = 64 * 1024;
+
+/// Where and how to reopen, and for how long to try.
+#[derive(Debug, Clone)]
+pub struct Reopen {
+    pub path: String,
+    pub baud: u32,
+    pub within: Duration,
+}
+
+pub enum GaveUp {
+    /// The path did not come back in time; the last open error.
+    Timeout(String),
+    /// Every console handle was dropped while waiting.
+    Released,
+}
+
+impl Reopen {
+    /// Polls the path until it opens, logging marks that arrive meanwhile and holding
+    /// input. Returns the new transport and how long the console was without one.
+    pub(super) async fn wait(
+        &self,
+        log: &mut ConsoleLog,
+        input: &mut mpsc::UnboundedReceiver<Input>,
+        held: &mut HeldInput,
+    ) -> Result<(Transport, Duration), GaveUp> {
+        let start = Instant::now();
+        let deadline = start + self.within;
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    match Transport::open_serial(&self.path, self.baud) {
+                        Ok(t) => return Ok((t, start.elapsed())),
+                        Err(e) if Instant::now() >= deadline => {
+                            return Err(GaveUp::Timeout(e.to_string()))
+                        }
+                        Err(_) => {}
+                    }
+                }
+                msg = input.recv() => match msg {
+                    Some(Input::Bytes(data)) => held.hold(&data),
+                    Some(Input::Mark(m)) => { let _ = log.mark(&m); }
+                    None => return Err(GaveUp::Released),
+                },
+            }
+        }
+    }
+}
+
+/// Input typed while no transport is there to take it.
+#[derive(Debug, Default)]
+pub struct HeldInput {
+    bytes: Vec<u8>,
+    /// Bytes refused because the limit was reached.
+    dropped: usize,
+}
+
+impl HeldInput {
+    pub fn hold(&mut self, data: &[u8]) {
+        let room = HELD_LIMIT.saturating_sub(self.bytes.len());
+        let take = room.min(data.len());
+        self.bytes.extend_from_slice(&data[..take]);
+        self.dropped += data.len() - take;
+    }
+
+    /// What to send now that a transport is back, after noting it (and any loss) in the
+    /// log; `None` when nothing was typed meanwhile.
+    pub fn take(&mut self, log: &mut ConsoleLog) -> Option<Vec<u8>> {
+        if self.dropped > 0 {
+            let _ = log.mark(&format!(
+                "{} bytes typed while the console transport was away were dropped (more than {HELD_LIMIT} held)",
+                self.dropped
+            ));
+            self.dropped = 0;
+        }
+        if self.bytes.is_empty() {
+            return None;
+        }
+        let _ = log.mark(&format!(
+            "sending {} bytes typed while the console transport was away",
+            self.bytes.len()
+        ));
+        Some(std::mem::take(&mut self.bytes))
+    }
+
+    /// The console closes for good: name what was typed and never sent.
+    pub fn abandon(&mut self, log: &mut ConsoleLog) {
+        let lost = self.bytes.len() + self.dropped;
+        if lost > 0 {
+            let _ = log.mark(&format!(
+                "{lost} bytes typed while the console transport was away were never sent"
+            ));
+        }
+        *self = HeldInput::default();
+    }
+}
