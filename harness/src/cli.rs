@@ -43,6 +43,8 @@ enum Cmd {
     },
     /// Live console of a board: shows its output, passes typed input (Ctrl-] quits).
     Console { board: String },
+    /// Find the first bad kernel build: binary search over a builds manifest.
+    Bisect(Box<crate::bisect::BisectArgs>),
 }
 
 #[derive(Subcommand)]
@@ -71,6 +73,11 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
+            // `git bisect run` would count exit 2 as a bad revision; 128 stops it.
+            let args: Vec<String> = std::env::args().skip(1).take(2).collect();
+            if e.use_stderr() && args == ["bisect", "run"] {
+                return crate::bisect::exit::ABORT;
+            }
             return if e.use_stderr() {
                 exit::CONFIG
             } else {
@@ -123,6 +130,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .map(|_| exit::OK),
         },
         Cmd::Console { board } => crate::attach::console(&load_board(&board)?).await,
+        Cmd::Bisect(args) => crate::bisect::cli(*args).await,
     }
 }
 
@@ -166,6 +174,7 @@ async fn run(suite: PathBuf, boards: Vec<String>, out: Option<PathBuf>) -> anyho
         out,
         run_id,
         progress: std::io::stderr().is_terminal(),
+        image_set: None,
     })
     .await
 }

@@ -5,6 +5,7 @@
 //! bootloader, Linux, SSH) → [`checks`] → [`report`].
 
 pub mod attach;
+pub mod bisect;
 pub mod boot;
 pub mod checks;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod flash;
 pub mod guest;
 pub mod hash;
 pub mod host_cmd;
+pub mod image_set;
 pub mod lab;
 pub mod lab_ctl;
 pub mod outcome;
@@ -26,5 +28,6 @@ pub mod runner;
 pub mod shell;
 pub mod ssh;
 pub mod stimulus;
+pub mod suite_run;
 pub mod text;
 pub mod vfio;

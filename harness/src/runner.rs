@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub out: PathBuf,
     pub run_id: String,
     pub progress: bool,
+    /// A kernel build to boot instead of the board's usual images (bisect, nightly).
+    pub image_set: Option<crate::image_set::ImageSet>,
 }
 
 enum Event {
@@ -77,6 +79,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     eprintln!("hil: run {} → {}", opts.run_id, opts.out.display());
 
     let suite = Arc::new(opts.suite);
+    let image_set = Arc::new(opts.image_set);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -89,6 +92,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
             tx.clone(),
             started,
             stop_rx.clone(),
+            image_set.clone(),
         ));
     }
     drop(tx);
@@ -231,6 +235,7 @@ async fn board_task(
     tx: mpsc::UnboundedSender<Event>,
     run_start: Instant,
     mut stop: watch::Receiver<bool>,
+    image_set: Arc<Option<crate::image_set::ImageSet>>,
 ) {
     let name = plan.board.name.clone();
     let send_case = |c: CaseReport| {
@@ -242,7 +247,7 @@ async fn board_task(
 
     // Prepare: sim images, placeholders, pinned host key.
     let t0 = Instant::now();
-    let session = match prepare(&plan, &run_dir, &mut props).await {
+    let session = match prepare(&plan, &run_dir, &mut props, image_set.as_ref().as_ref()).await {
         Ok(s) => s,
         Err(e) => {
             let _ = tx.send(Event::Props(name.clone(), props));
@@ -492,34 +497,40 @@ async fn run_check(
 }
 
 /// Resolves placeholders (provisioning the sim lab for a simulated board) and builds the
-/// board session.
-async fn prepare(
+/// board session. `image_set`: a kernel build to boot instead of the usual images.
+pub async fn prepare(
     plan: &BoardPlan,
     run_dir: &std::path::Path,
     props: &mut BTreeMap<String, String>,
+    image_set: Option<&crate::image_set::ImageSet>,
 ) -> Result<BoardSession, StepError> {
     std::fs::create_dir_all(run_dir)
         .map_err(|e| StepError::Infra(format!("{}: {e}", run_dir.display())))?;
     let mut vars = expand::Vars::new();
     vars.insert("cache", crate::lab::cache_root().display().to_string());
     vars.insert("run_dir", run_dir.display().to_string());
+    if let Some(b) = image_set {
+        vars.insert("build", b.dir.display().to_string());
+        props.insert("build".into(), b.name.clone());
+    }
     if plan.board.simulated {
         let images = crate::lab::build(&crate::lab::BuildOptions {
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })
         .await
         .map_err(|e| StepError::Infra(format!("sim lab build failed: {e:#}")))?;
-        let bd = crate::lab::prepare_board(&images, &plan.board.name).map_err(|e| {
-            StepError::Infra(format!(
-                "sim board {} preparation failed: {e:#}",
-                plan.board.name
-            ))
-        })?;
+        let bd =
+            crate::lab::prepare_board_with(&images, &plan.board.name, image_set).map_err(|e| {
+                StepError::Infra(format!(
+                    "sim board {} preparation failed: {e:#}",
+                    plan.board.name
+                ))
+            })?;
         vars.insert("images", images.dir.display().to_string());
         vars.insert("board_dir", bd.dir.display().to_string());
         props.insert("kernel_package".into(), images.kernel_version.clone());
         for (k, p) in [
-            ("image_sha256.kernel", &images.kernel),
+            ("image_sha256.kernel", &bd.tftp.join("Image.gz")),
             ("image_sha256.initrd", &bd.tftp.join("initrd.gz")),
         ] {
             if let Ok(h) = crate::hash::sha256_file(p) {
