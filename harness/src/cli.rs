@@ -45,6 +45,10 @@ enum Cmd {
     Console { board: String },
     /// Find the first bad kernel build: binary search over a builds manifest.
     Bisect(Box<crate::bisect::BisectArgs>),
+    /// Run a lab's board × suite matrix, keep the history, report what changed.
+    Nightly(crate::nightly::NightlyArgs),
+    /// Walk a board through bring-up, stopping at the first blocker with a hint.
+    Checklist(crate::checklist::ChecklistArgs),
 }
 
 #[derive(Subcommand)]
@@ -131,6 +135,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         },
         Cmd::Console { board } => crate::attach::console(&load_board(&board)?).await,
         Cmd::Bisect(args) => crate::bisect::cli(*args).await,
+        Cmd::Nightly(args) => crate::nightly::cli(args).await,
+        Cmd::Checklist(args) => crate::checklist::cli(args).await,
     }
 }
 

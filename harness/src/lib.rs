@@ -7,6 +7,7 @@
 pub mod attach;
 pub mod bisect;
 pub mod boot;
+pub mod checklist;
 pub mod checks;
 pub mod cli;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod host_cmd;
 pub mod image_set;
 pub mod lab;
 pub mod lab_ctl;
+pub mod nightly;
 pub mod outcome;
 pub mod power;
 pub mod qmp;

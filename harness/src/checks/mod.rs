@@ -39,6 +39,8 @@ pub struct CheckSpec {
     pub timeout: Duration,
     pub via: Via,
     pub kind: CheckKind,
+    /// What to fix when the check does not pass (shown by `hil checklist`).
+    pub hint: Option<String>,
 }
 
 #[derive(Debug)]
@@ -135,6 +137,7 @@ impl CheckSpec {
             timeout: Duration::from_secs(raw.timeout_s.unwrap_or(defaults.timeout_s)),
             via,
             kind,
+            hint: raw.hint,
         })
     }
 

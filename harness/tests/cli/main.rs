@@ -2,8 +2,11 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod bisect;
+mod checklist;
 mod common;
 mod config_errors;
+mod nightly;
 mod rcar;
 mod sertest;
 mod sim;
