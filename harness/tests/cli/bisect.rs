@@ -113,7 +113,8 @@ fn bisect_finds_the_first_bad_build_and_skips_the_broken_one() {
 #[test]
 fn bisect_run_speaks_git_bisect_run() {
     let _l = lock();
-    let manifest = make_builds("bisect-run-builds", 2, 2, 0);
+    // build-01 has no kernel: a board run that ends in U-Boot's TFTP within seconds.
+    let manifest = make_builds("bisect-run-builds", 2, 2, 1);
     let builds = manifest.parent().unwrap();
     let out = out_dir("bisect-run");
     let base = [
@@ -127,6 +128,10 @@ fn bisect_run_speaks_git_bisect_run() {
     // A build hook that fails: this revision cannot be tested (125), no board is booted.
     let o = run(hil().args(base).args(["--build-hook", "exit 7"]));
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        !out.join("run").exists(),
+        "no board run after a failed build"
+    );
     // Bad usage must stop git, not mark the revision bad.
     let o = run(hil().args(base).args(["--images"]));
     assert_eq!(o.status.code(), Some(128), "{}", stderr(&o));
@@ -135,8 +140,9 @@ fn bisect_run_speaks_git_bisect_run() {
         .args(["--images", "/nonexistent/build", "--check", "nope"]));
     assert_eq!(o.status.code(), Some(128), "{}", stderr(&o));
     assert!(stderr(&o).contains("--check nope"), "{}", stderr(&o));
-    // The hook builds (here: copies) the bad build into $HIL_BUILD_OUT; hil boots it: bad.
-    let hook = format!("cp {}/build-02/* \"$HIL_BUILD_OUT\"/", builds.display());
+    // The hook "builds" (copies) a kernel-less build into $HIL_BUILD_OUT; hil boots it,
+    // U-Boot's TFTP fails: lab trouble, so skip (125), not bad.
+    let hook = format!("cp {}/build-01/* \"$HIL_BUILD_OUT\"/", builds.display());
     let (mut g, _rx) = spawn_hil(
         &[
             &base[..],
@@ -146,7 +152,10 @@ fn bisect_run_speaks_git_bisect_run() {
         &[],
     );
     let code = wait_exit(&mut g, Duration::from_secs(20 * 60));
-    assert_eq!(code, 1, "bisect run on a bad build");
+    assert_eq!(code, 125, "bisect run on a build the lab cannot boot");
     let r = read_json(&out.join("run/results.json"));
     assert_eq!(r["boards"][0]["properties"]["build"], "build");
+    let boot = &r["boards"][0]["cases"][0];
+    assert_eq!(boot["outcome"], "error:infrastructure", "{r:#}");
+    assert!(boot["message"].as_str().unwrap().contains("TFTP"), "{r:#}");
 }
