@@ -356,3 +356,83 @@ fn finish(plan: &BoardPlan, out: &Path, steps: &[Step], suite: &Suite) -> anyhow
     }
     Ok(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_file(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    }
+
+    #[test]
+    fn bring_up_suite_loads_and_every_step_has_a_hint() {
+        let suite = Suite::load(&repo_file("suites/bring-up.toml")).unwrap();
+        assert!(suite.checks.len() >= 8);
+        for c in &suite.checks {
+            assert!(
+                c.hint.as_deref().is_some_and(|h| !h.is_empty()),
+                "{} has no hint",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn a_blocker_stops_the_list_and_later_steps_show_as_not_run() {
+        let suite = Suite::load(&repo_file("suites/bring-up.toml")).unwrap();
+        let path = repo_file("boards/sim-rk3588.toml");
+        let plan = BoardPlan {
+            board: crate::config::Board::load(&path).unwrap(),
+            path,
+        };
+        let out = tempfile::tempdir().unwrap();
+        let steps = vec![
+            step(
+                "console alive",
+                Outcome::Pass,
+                "prints".into(),
+                Some("x".into()),
+                0.0,
+            ),
+            step("bootloader reached", Outcome::Pass, "ok".into(), None, 1.0),
+            step("kernel boots", Outcome::Pass, "ok".into(), None, 1.0),
+            step("kernel options", Outcome::Pass, "all-set".into(), None, 1.0),
+            step(
+                "SMMU probed",
+                Outcome::Fail,
+                "no match".into(),
+                Some("enable the SMMU node".into()),
+                1.0,
+            ),
+        ];
+        // A passing step never carries a hint.
+        assert!(steps[0].hint.is_none());
+        let code = finish(&plan, out.path(), &steps, &suite).unwrap();
+        assert_eq!(code, exit::FAIL);
+        let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
+        assert!(
+            md.contains("- ✘ **SMMU probed** — no match\n  - hint: enable the SMMU node"),
+            "{md}"
+        );
+        assert!(md.contains("- ☐ VFIO bind — not run"), "{md}");
+        assert!(md.contains("Stopped at **SMMU probed**"), "{md}");
+        let j: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.path().join("checklist.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(j["stopped_at"], "SMMU probed");
+        // Lab trouble at the blocker is exit 3, not a DUT verdict.
+        let steps = vec![step(
+            "console alive",
+            Outcome::InfraError,
+            "silent".into(),
+            None,
+            1.0,
+        )];
+        assert_eq!(
+            finish(&plan, out.path(), &steps, &suite).unwrap(),
+            exit::INFRASTRUCTURE
+        );
+    }
+}
