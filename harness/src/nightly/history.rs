@@ -55,7 +55,13 @@ pub struct RunRow<'a> {
 impl History {
     pub fn open(path: &Path) -> anyhow::Result<History> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "history {}: cannot create {}: {e}",
+                    path.display(),
+                    dir.display()
+                )
+            })?;
         }
         let db = Connection::open(path)
             .map_err(|e| anyhow::anyhow!("history {}: {e}", path.display()))?;
