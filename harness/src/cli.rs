@@ -47,6 +47,12 @@ enum Cmd {
     },
     /// Live console of a board: shows its output, passes typed input (Ctrl-] quits).
     Console { board: String },
+    /// Find the first bad kernel build: binary search over a builds manifest.
+    Bisect(Box<crate::bisect::BisectArgs>),
+    /// Run a lab's board × suite matrix, keep the history, report what changed.
+    Nightly(crate::nightly::NightlyArgs),
+    /// Walk a board through bring-up, stopping at the first blocker with a hint.
+    Checklist(crate::checklist::ChecklistArgs),
 }
 
 #[derive(Subcommand)]
@@ -75,6 +81,11 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
+            // `git bisect run` would count exit 2 as a bad revision; 128 stops it.
+            let args: Vec<String> = std::env::args().skip(1).take(2).collect();
+            if e.use_stderr() && args == ["bisect", "run"] {
+                return crate::bisect::exit::ABORT;
+            }
             return if e.use_stderr() {
                 exit::CONFIG
             } else {
@@ -132,6 +143,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .map(|_| exit::OK),
         },
         Cmd::Console { board } => crate::attach::console(&load_board(&board)?).await,
+        Cmd::Bisect(args) => crate::bisect::cli(*args).await,
+        Cmd::Nightly(args) => crate::nightly::cli(args).await,
+        Cmd::Checklist(args) => crate::checklist::cli(args).await,
     }
 }
 
@@ -198,6 +212,7 @@ async fn run(
         progress: std::io::stderr().is_terminal(),
         leases: crate::lease::Leases::from_env(),
         wait,
+        image_set: None,
     })
     .await
 }

@@ -5,7 +5,9 @@
 //! bootloader, Linux, SSH) → [`checks`] → [`report`].
 
 pub mod attach;
+pub mod bisect;
 pub mod boot;
+pub mod checklist;
 pub mod checks;
 pub mod cli;
 pub mod config;
@@ -16,9 +18,11 @@ pub mod flash;
 pub mod guest;
 pub mod hash;
 pub mod host_cmd;
+pub mod image_set;
 pub mod lab;
 pub mod lab_ctl;
 pub mod lease;
+pub mod nightly;
 pub mod outcome;
 pub mod power;
 pub mod qmp;
@@ -27,5 +31,6 @@ pub mod runner;
 pub mod shell;
 pub mod ssh;
 pub mod stimulus;
+pub mod suite_run;
 pub mod text;
 pub mod vfio;

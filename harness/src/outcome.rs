@@ -3,7 +3,7 @@
 //! Every check ends in exactly one [`Outcome`]; errors are classified into an outcome once,
 //! where they are turned into a result (see [`crate::runner`]), never in the checks.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Process exit codes, one place for all of them.
 pub mod exit {
@@ -21,7 +21,7 @@ pub mod exit {
     pub const INTERRUPTED: i32 = 130;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Pass,

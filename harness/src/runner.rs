@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub leases: crate::lease::Leases,
     /// Queue for a busy board instead of failing at once.
     pub wait: bool,
+    /// A kernel build to boot instead of the board's usual images (bisect, nightly).
+    pub image_set: Option<crate::image_set::ImageSet>,
 }
 
 /// What every board task shares.
@@ -57,6 +59,7 @@ struct Shared {
     leases: crate::lease::Leases,
     owner: crate::lease::Owner,
     wait: bool,
+    image_set: Option<crate::image_set::ImageSet>,
 }
 
 enum Event {
@@ -105,6 +108,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         leases: opts.leases,
         owner: crate::lease::Owner::this_process(&opts.run_id),
         wait: opts.wait,
+        image_set: opts.image_set,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for plan in opts.boards {
@@ -317,7 +321,7 @@ async fn board_task(
 
     // Prepare: sim images, placeholders, pinned host key.
     let t0 = Instant::now();
-    let session = match prepare(&plan, &run_dir, &mut props).await {
+    let session = match prepare(&plan, &run_dir, &mut props, sh.image_set.as_ref()).await {
         Ok(s) => s,
         Err(e) => {
             let _ = sh.tx.send(Event::Props(name.clone(), props));
@@ -710,34 +714,40 @@ async fn run_check(
 }
 
 /// Resolves placeholders (provisioning the sim lab for a simulated board) and builds the
-/// board session.
-async fn prepare(
+/// board session. `image_set`: a kernel build to boot instead of the usual images.
+pub async fn prepare(
     plan: &BoardPlan,
     run_dir: &std::path::Path,
     props: &mut BTreeMap<String, String>,
+    image_set: Option<&crate::image_set::ImageSet>,
 ) -> Result<BoardSession, StepError> {
     std::fs::create_dir_all(run_dir)
         .map_err(|e| StepError::Infra(format!("{}: {e}", run_dir.display())))?;
     let mut vars = expand::Vars::new();
     vars.insert("cache", crate::lab::cache_root().display().to_string());
     vars.insert("run_dir", run_dir.display().to_string());
+    if let Some(b) = image_set {
+        vars.insert("build", b.dir.display().to_string());
+        props.insert("build".into(), b.name.clone());
+    }
     if plan.board.simulated {
         let images = crate::lab::build(&crate::lab::BuildOptions {
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })
         .await
         .map_err(|e| StepError::Infra(format!("sim lab build failed: {e:#}")))?;
-        let bd = crate::lab::prepare_board(&images, &plan.board.name).map_err(|e| {
-            StepError::Infra(format!(
-                "sim board {} preparation failed: {e:#}",
-                plan.board.name
-            ))
-        })?;
+        let bd =
+            crate::lab::prepare_board_with(&images, &plan.board.name, image_set).map_err(|e| {
+                StepError::Infra(format!(
+                    "sim board {} preparation failed: {e:#}",
+                    plan.board.name
+                ))
+            })?;
         vars.insert("images", images.dir.display().to_string());
         vars.insert("board_dir", bd.dir.display().to_string());
         props.insert("kernel_package".into(), images.kernel_version.clone());
         for (k, p) in [
-            ("image_sha256.kernel", &images.kernel),
+            ("image_sha256.kernel", &bd.tftp.join("Image.gz")),
             ("image_sha256.initrd", &bd.tftp.join("initrd.gz")),
         ] {
             if let Ok(h) = crate::hash::sha256_file(p) {

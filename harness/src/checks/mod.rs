@@ -41,6 +41,8 @@ pub struct CheckSpec {
     /// Re-runs after a failure (reported as flaky when a re-run passes).
     pub retries: u32,
     pub kind: CheckKind,
+    /// What to fix when the check does not pass (shown by `hil checklist`).
+    pub hint: Option<String>,
 }
 
 #[derive(Debug)]
@@ -138,6 +140,7 @@ impl CheckSpec {
             via,
             retries: raw.retries.unwrap_or(defaults.retries),
             kind,
+            hint: raw.hint,
         })
     }
 

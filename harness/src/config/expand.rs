@@ -12,6 +12,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("board_dir", "the sim board's persistent state directory"),
     ("cache", "hil's cache root ($HIL_CACHE or ~/.cache/hil)"),
     ("run_dir", "this run's per-board report directory"),
+    (
+        "build",
+        "the kernel build under test (hil bisect, --images)",
+    ),
 ];
 
 pub type Vars = BTreeMap<&'static str, String>;

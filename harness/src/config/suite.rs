@@ -56,6 +56,8 @@ pub struct RawCheck {
     pub timeout_s: Option<u64>,
     pub via: Option<Via>,
     pub retries: Option<u32>,
+    /// What to fix when this check stops a bring-up checklist (`hil checklist`).
+    pub hint: Option<String>,
     /// Everything else: the kind's own parameters.
     #[serde(flatten)]
     pub params: toml::Table,

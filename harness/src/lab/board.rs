@@ -67,7 +67,26 @@ fn place(from: &Path, to: &Path) -> Result<()> {
 /// /etc/dropbear/dropbear_ed25519_host_key, /etc/hil-board containing the name) and
 /// the tftp files.
 pub fn prepare_board(images: &SimImages, board: &str) -> Result<BoardDir> {
+    prepare_board_with(images, board, None)
+}
+
+/// [`prepare_board`] with a kernel build under test in place of the lab's kernel and
+/// initramfs. The stamp covers the build's files, so the next run without a build puts
+/// the lab's own images back. A build without a kernel leaves none in the TFTP directory:
+/// U-Boot's `tftp` then fails as it would on a lab whose TFTP server lost the file.
+pub fn prepare_board_with(
+    images: &SimImages,
+    board: &str,
+    build: Option<&crate::image_set::ImageSet>,
+) -> Result<BoardDir> {
     check_name(board)?;
+    let (src_kernel, src_initrd) = match build {
+        Some(b) => (b.kernel(), b.initrd()),
+        None => (images.kernel.clone(), images.host_initrd.clone()),
+    };
+    if !src_initrd.is_file() {
+        bail!("{} does not exist", src_initrd.display());
+    }
     let tools = host::ensure_tools(&|m| eprintln!("lab: {m}"))?;
     let dir = cache_root().join("boards").join(board);
     let b = BoardDir {
@@ -90,6 +109,14 @@ pub fn prepare_board(images: &SimImages, board: &str) -> Result<BoardDir> {
         let mut h = Sha256::new();
         h.update(images.key.as_bytes());
         h.update(std::fs::metadata(&images.host_initrd)?.len().to_le_bytes());
+        if build.is_some() {
+            // Build files change under the same names: their contents make the stamp.
+            for f in [&src_kernel, &src_initrd] {
+                let sum = crate::hash::sha256_file(f).unwrap_or_else(|_| "absent".into());
+                h.update(f.display().to_string().as_bytes());
+                h.update(sum.as_bytes());
+            }
+        }
         h.update(&key_bytes);
         h.update(board.as_bytes());
         hex::encode(h.finalize())
@@ -98,14 +125,18 @@ pub fn prepare_board(images: &SimImages, board: &str) -> Result<BoardDir> {
     let kernel = b.tftp.join("Image.gz");
     let initrd = b.tftp.join("initrd.gz");
     let fresh = std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str())
-        && kernel.is_file()
+        && kernel.is_file() == src_kernel.is_file()
         && initrd.is_file();
     if !fresh {
         let overlay = initramfs::overlay(board, &key_bytes)?;
-        let mut data = std::fs::read(&images.host_initrd)?;
+        let mut data = std::fs::read(&src_initrd)?;
         data.extend(initramfs::gzip_archive(&tools, &overlay)?);
         host::write_atomic(&initrd, &data)?;
-        place(&images.kernel, &kernel)?;
+        if src_kernel.is_file() {
+            place(&src_kernel, &kernel)?;
+        } else {
+            let _ = std::fs::remove_file(&kernel);
+        }
         host::write_atomic(&stamp_file, stamp.as_bytes())?;
     }
 

@@ -18,7 +18,7 @@ mod progress;
 mod sertest;
 mod tools_disk;
 
-pub use board::{prepare_board, BoardDir};
+pub use board::{prepare_board, prepare_board_with, BoardDir};
 
 use anyhow::{Context, Result};
 use progress::Progress;

@@ -9,9 +9,23 @@ use quick_junit::{
 use std::time::Duration;
 
 pub fn render(r: &RunReport) -> String {
-    let mut report = Report::new(format!("hil {}", r.suite));
-    report.set_time(Duration::from_secs_f64(r.duration_s));
-    for b in &r.boards {
+    render_many(&format!("hil {}", r.suite), std::slice::from_ref(r), |_| {
+        true
+    })
+}
+
+/// Several runs in one file (a nightly's merged or per-board JUnit): a testsuite per board
+/// and run, for the boards `keep` selects.
+pub fn render_many(title: &str, runs: &[RunReport], keep: impl Fn(&str) -> bool) -> String {
+    let mut report = Report::new(title.to_string());
+    report.set_time(Duration::from_secs_f64(
+        runs.iter().map(|r| r.duration_s).sum(),
+    ));
+    for (r, b) in runs
+        .iter()
+        .flat_map(|r| r.boards.iter().map(move |b| (r, b)))
+        .filter(|(_, b)| keep(&b.name))
+    {
         let mut suite = TestSuite::new(format!("{}/{}", b.name, r.suite));
         suite.add_property(Property::new("board", b.name.clone()));
         suite.add_property(Property::new("harness_version", r.harness_version.clone()));

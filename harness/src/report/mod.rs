@@ -8,11 +8,11 @@ pub mod junit;
 pub mod summary;
 
 use crate::outcome::Outcome;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
     pub suite: String,
@@ -26,14 +26,14 @@ pub struct RunReport {
     pub boards: Vec<BoardReport>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BoardReport {
     pub name: String,
     pub properties: BTreeMap<String, String>,
     pub cases: Vec<CaseReport>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseReport {
     pub name: String,
     pub kind: String,
@@ -44,25 +44,26 @@ pub struct CaseReport {
     pub started_s: f64,
     pub figures: serde_json::Map<String, serde_json::Value>,
     /// What the board's console printed during the case (cleaned text).
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub console: String,
     /// Earlier attempts that did not count: failures re-run under the check's `retries`,
     /// infrastructure errors re-run after a power cycle. Empty for a first-time result.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
     /// Passed only after a failed attempt.
+    #[serde(default)]
     pub flaky: bool,
 }
 
 /// One earlier attempt of a case.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attempt {
     pub outcome: Outcome,
     pub message: String,
     pub duration_s: f64,
     pub started_s: f64,
     /// The console slice of that attempt (JUnit system-out of the rerun element).
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub console: String,
 }
 

@@ -2,11 +2,14 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod bisect;
+mod checklist;
 mod common;
 mod config_errors;
 mod console_reopen;
 mod faults;
 mod lease;
+mod nightly;
 mod rcar;
 mod sim;
 mod vfio;
