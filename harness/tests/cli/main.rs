@@ -4,6 +4,7 @@
 
 mod common;
 mod config_errors;
+mod pcie;
 mod rcar;
 mod sertest;
 mod sim;
