@@ -401,6 +401,15 @@ impl DmaCheck {
             figures.insert("from_device_ms".into(), round2(avg(|r| r.1)).into());
         }
         let smmu = match (&trace, trace_start) {
+            // Without the file there is no evidence either way: say so rather than
+            // reading "no translation" as a bypass.
+            (Some(path), Some(_)) if !path.is_file() => {
+                figures.insert(
+                    "smmu".into(),
+                    serde_json::json!({ "trace_missing": path.display().to_string() }),
+                );
+                None
+            }
             (Some(path), Some(start)) => {
                 let slice = read_from(path, start);
                 let dir = s.run_dir.join("artifacts");
@@ -429,14 +438,22 @@ impl DmaCheck {
             }
             _ => None,
         };
-        Ok(self.judge(
+        let missing = trace.as_ref().filter(|p| !p.is_file());
+        let mut v = self.judge(
             &address,
             &report,
             tool.status,
             &tool.output,
             smmu.as_ref(),
             figures,
-        ))
+        );
+        if let Some(p) = missing {
+            v.message.push_str(&format!(
+                "; no smmuv3 trace at {} (the board's QEMU -trace option wrote nothing)",
+                p.display()
+            ));
+        }
+        Ok(v)
     }
 
     /// The verdict on edudma's report and, when traced, the SMMU's view of it.
