@@ -2,9 +2,11 @@
 //! a [`BoardSession`]; it reports pass/fail/blocked with figures, or a [`StepError`] that
 //! the runner classifies.
 
+pub mod dma;
 pub mod gpio;
 pub mod guest_boot;
 pub mod nvme_io;
+pub mod pci_topology;
 pub mod ping;
 pub mod preflight;
 pub mod sertest;
@@ -31,6 +33,8 @@ pub const KINDS: &[&str] = &[
     "vfio-platform",
     "gpio",
     "sertest",
+    "dma",
+    "pci-topology",
 ];
 
 #[derive(Debug)]
@@ -56,6 +60,8 @@ pub enum CheckKind {
     Sertest(sertest::SertestCheck),
     VfioPlatform(vfio_platform::VfioPlatformCheck),
     Gpio(gpio::GpioCheck),
+    Dma(dma::DmaCheck),
+    PciTopology(pci_topology::PciTopologyCheck),
 }
 
 /// Kinds without parameters still reject unknown keys.
@@ -108,6 +114,10 @@ impl CheckSpec {
                 vfio_platform::VfioPlatformCheck::from_params(path, key, p)?,
             ),
             "gpio" => CheckKind::Gpio(gpio::GpioCheck::from_params(path, key, p)?),
+            "dma" => CheckKind::Dma(dma::DmaCheck::from_params(path, key, p)?),
+            "pci-topology" => {
+                CheckKind::PciTopology(pci_topology::PciTopologyCheck::from_params(path, key, p)?)
+            }
             "guest-boot" => {
                 from_table::<NoParams>(path, key, p)?;
                 CheckKind::GuestBoot(guest_boot::GuestBootCheck)
@@ -155,6 +165,8 @@ impl CheckSpec {
             CheckKind::Sertest(_) => "sertest",
             CheckKind::VfioPlatform(_) => "vfio-platform",
             CheckKind::Gpio(_) => "gpio",
+            CheckKind::Dma(_) => "dma",
+            CheckKind::PciTopology(_) => "pci-topology",
         }
     }
 
@@ -165,6 +177,7 @@ impl CheckSpec {
                 State::LinuxSsh
             }
             (CheckKind::VfioPlatform(_), _) => State::LinuxSsh,
+            (CheckKind::Dma(_) | CheckKind::PciTopology(_), _) => State::LinuxSsh,
             // Slave in the guest, master on the board over SSH.
             (CheckKind::Sertest(_), _) => State::Guest,
             (_, Via::Console) => State::LinuxConsole,
@@ -184,6 +197,8 @@ impl CheckSpec {
             CheckKind::Sertest(c) => c.run(s, self.timeout).await,
             CheckKind::VfioPlatform(c) => c.run(s, self.timeout).await,
             CheckKind::Gpio(c) => c.run(s, self.via, self.timeout).await,
+            CheckKind::Dma(c) => c.run(s, &self.name, self.timeout).await,
+            CheckKind::PciTopology(c) => c.run(s, self.timeout).await,
         }
     }
 

@@ -29,6 +29,10 @@ pub struct Board {
     #[serde(default, rename = "device")]
     pub devices: Vec<DeviceCfg>,
     pub guest: Option<GuestCfg>,
+    /// What the `dma` check drives (config/pcie.rs).
+    pub dma: Option<super::pcie::DmaCfg>,
+    /// The PCI tree the `pci-topology` check expects (config/pcie.rs).
+    pub pci_topology: Option<super::pcie::PciTopologyCfg>,
     /// How long a run's claim on the board lives without a heartbeat.
     #[serde(default)]
     pub lease: LeaseCfg,
@@ -477,6 +481,12 @@ impl Board {
                     ),
                 );
             }
+        }
+        if let Some(d) = &self.dma {
+            super::pcie::validate_dma(path, d, &mut errs);
+        }
+        if let Some(t) = &self.pci_topology {
+            super::pcie::validate_topology(path, t, &mut errs);
         }
         errs
     }

@@ -5,6 +5,7 @@ pub mod board;
 pub mod error;
 pub mod expand;
 pub mod load;
+pub mod pcie;
 pub mod suite;
 
 pub use board::Board;

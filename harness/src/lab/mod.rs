@@ -10,6 +10,7 @@
 mod apt;
 mod board;
 mod cpio;
+mod edudma;
 mod elf;
 mod host;
 mod initramfs;
@@ -28,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Bump when the way images are assembled changes, so cached images are rebuilt.
-pub const RECIPE_VERSION: &str = "3";
+pub const RECIPE_VERSION: &str = "4";
 
 /// The board's /init.
 pub const BOARD_INIT: &str = include_str!("../../../fixtures/sim/board-init.sh");
@@ -305,6 +306,7 @@ fn cache_key(res: &apt::Resolution, uboot_sha: &str, client_pub: &str) -> String
         ("qemu-wrapper", QEMU_WRAPPER),
         ("lspci-wrapper", LSPCI_WRAPPER),
         ("sertest-source", sertest::SOURCE),
+        ("edudma-source", edudma::SOURCE),
     ] {
         line(format!("{name} {}", hex::encode(Sha256::digest(text))));
     }
@@ -378,6 +380,9 @@ fn assemble(
     let step = progress.step("cross-compiling sertest");
     let sertest_bin = sertest::build(&work.join("sertest"), &|m| progress.note(m))?;
     step.done(&host::mib(sertest_bin.len() as u64));
+    let step = progress.step("cross-compiling edudma");
+    let edudma_bin = edudma::build(&work.join("edudma"), &|m| progress.note(m))?;
+    step.done(&host::mib(edudma_bin.len() as u64));
 
     let ext = work.join("root");
     let step = progress.counted(
@@ -438,6 +443,7 @@ fn assemble(
         board
             .archive
             .file(sertest::INSTALL_PATH, sertest_bin.clone(), 0o755);
+        board.archive.file(edudma::INSTALL_PATH, edudma_bin, 0o755);
         let z = initramfs::gzip_archive(tools, &board.archive)?;
         std::fs::write(out.join("initrd.gz"), &z)?;
         step.done(&format!(

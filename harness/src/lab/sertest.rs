@@ -30,7 +30,7 @@ fn ensure_compiler(note: &dyn Fn(&str)) -> Result<PathBuf> {
     }
     if !host::is_root() {
         bail!(
-            "the sim lab cross-compiles sertest with {CC} (from {}), which is missing\nrun: {}",
+            "the sim lab cross-compiles its DUT tools with {CC} (from {}), which is missing\nrun: {}",
             PACKAGES.join(" and "),
             host::install_command(PACKAGES, false)
         );
@@ -52,18 +52,29 @@ fn ensure_compiler(note: &dyn Fn(&str)) -> Result<PathBuf> {
 
 /// Compiles the tool in `work` and returns the binary.
 pub(crate) fn build(work: &Path, note: &dyn Fn(&str)) -> Result<Vec<u8>> {
+    compile(work, "sertest", SOURCE, note)
+}
+
+/// Cross-compiles one single-file C tool of `fixtures/` (`fixtures/<stem>/<stem>.c`) into a
+/// static aarch64 binary.
+pub(crate) fn compile(
+    work: &Path,
+    stem: &str,
+    source: &str,
+    note: &dyn Fn(&str),
+) -> Result<Vec<u8>> {
     let cc = ensure_compiler(note)?;
     std::fs::create_dir_all(work)?;
-    let src = work.join("sertest.c");
-    let bin = work.join("sertest");
-    std::fs::write(&src, SOURCE)?;
+    let src = work.join(format!("{stem}.c"));
+    let bin = work.join(stem);
+    std::fs::write(&src, source)?;
     host::run(
         Command::new(&cc)
             .args(["-static", "-O2", "-Wall", "-o"])
             .arg(&bin)
             .arg(&src),
     )
-    .context("compiling fixtures/sertest/sertest.c")?;
+    .with_context(|| format!("compiling fixtures/{stem}/{stem}.c"))?;
     let data = std::fs::read(&bin)?;
     // An ELF for aarch64 (e_machine 183), or the initramfs would carry a useless file.
     if data.len() < 20

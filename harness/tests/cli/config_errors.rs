@@ -115,3 +115,31 @@ fn boards_check_fails_on_a_broken_board() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("broken-board.toml"));
 }
+
+#[test]
+fn bad_pci_topology_entry_names_the_key_before_anything_runs() {
+    let boards = crate::vfio::board_variant("sim-bad-topology", |t| {
+        t.replace(
+            "parent = \"0000:04:00.0\", bar0 = \"mem 0x10300000-0x10300fff\", bar1 = \"io 0x2000-0x20ff\"",
+            "parent = \"0000:04:00.1\", bar0 = \"mem 0x10300000-0x10300fff\", bar1 = \"io 0x2000\"",
+        )
+    });
+    let o = run(hil().env("HIL_BOARDS", &boards).args([
+        "run",
+        "suites/pcie-devices.toml",
+        "--board",
+        "sim-bad-topology",
+    ]));
+    assert_clean_config_error(
+        &o,
+        "sim-bad-topology.toml",
+        "pci_topology.devices[14].parent",
+        "is \"0000:04:00.1\", which is not in pci_topology.devices",
+    );
+    assert_clean_config_error(
+        &o,
+        "sim-bad-topology.toml",
+        "pci_topology.devices[14].bar1",
+        "expected io, mem, io 0x3000-0x30ff",
+    );
+}

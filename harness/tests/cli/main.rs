@@ -10,6 +10,7 @@ mod console_reopen;
 mod faults;
 mod lease;
 mod nightly;
+mod pcie;
 mod rcar;
 mod sim;
 mod vfio;
