@@ -1,25 +1,222 @@
-//! Orchestration overhead: the same sim suite driven by hil and by a plain shell script
-//! doing the same QEMU steps. (Filled in below.)
+//! Orchestration overhead: a sim suite driven by `hil run` against a plain bash script
+//! doing the same QEMU steps — the very QEMU command line hil used (read from its
+//! qemu.log), the same U-Boot commands, the same Linux commands on the console, the same
+//! SSH command — with no harness around them. The difference in wall time is what hil
+//! costs on top of the board. Boots the sim board: run under the lab's lock.
 
+use crate::config::{board, Board};
+use anyhow::Context;
 use serde::Serialize;
 use std::path::Path;
+use std::time::Instant;
 
 #[derive(Debug, Serialize)]
 pub struct OrchestrationResult {
+    pub suite: String,
+    pub board: String,
     pub hil_wall_s: f64,
     pub script_wall_s: f64,
     pub overhead_pct: f64,
+    /// hil's report of its run (console.log with per-line times) and the script, kept
+    /// to see where the difference goes.
+    pub report_dir: String,
 }
 
 impl OrchestrationResult {
     pub fn table(&self) -> String {
         format!(
-            "orchestration: hil {:.1} s, shell script {:.1} s: overhead {:+.1}%",
-            self.hil_wall_s, self.script_wall_s, self.overhead_pct
+            "orchestration ({} on {}): hil run {:.1} s, shell script {:.1} s: overhead {:+.1}%\n  hil's report and the script: {}",
+            self.suite, self.board, self.hil_wall_s, self.script_wall_s, self.overhead_pct, self.report_dir
         )
     }
 }
 
-pub async fn run(_suite: &Path, _board: &str) -> anyhow::Result<OrchestrationResult> {
-    anyhow::bail!("not implemented yet")
+pub async fn run(suite: &Path, board_name: &str) -> anyhow::Result<OrchestrationResult> {
+    let path = board::find(board_name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let raw_board = Board::load(&path)?;
+    let (b, _) = crate::lab_ctl::sim_board(&path, &raw_board).await?;
+    let out = std::env::temp_dir().join(format!("hil-bench-orch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+
+    let t0 = Instant::now();
+    let st = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("run")
+        .arg(suite)
+        .args(["--board", board_name, "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await?;
+    let hil_wall = t0.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        st.success(),
+        "hil run {} failed ({st}); see {}",
+        suite.display(),
+        out.display()
+    );
+
+    let qemu_log = out.join("boards").join(board_name).join("qemu.log");
+    let log = std::fs::read_to_string(&qemu_log).with_context(|| qemu_log.display().to_string())?;
+    let line = log
+        .lines()
+        .find_map(|l| l.strip_prefix("$ "))
+        .context("no command line in qemu.log")?;
+    let script = script(&b, line, suite)?;
+    let script_path = out.join("same-steps.sh");
+    std::fs::write(&script_path, &script)?;
+
+    let t0 = Instant::now();
+    let st = tokio::process::Command::new("bash")
+        .arg(&script_path)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await?;
+    let script_wall = t0.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        st.success(),
+        "the shell script failed ({st}): {}",
+        script_path.display()
+    );
+    Ok(OrchestrationResult {
+        report_dir: out.display().to_string(),
+        suite: suite.display().to_string(),
+        board: board_name.into(),
+        hil_wall_s: hil_wall,
+        script_wall_s: script_wall,
+        overhead_pct: (hil_wall - script_wall) / script_wall * 100.0,
+    })
+}
+
+/// The bash script: QEMU as a coprocess with QMP on its stdio, the console pty read in
+/// 4 KiB pieces, each wait a substring test on what came since the last one.
+fn script(b: &Board, qemu_line: &str, suite: &Path) -> anyhow::Result<String> {
+    use shell_words::quote;
+    let mut argv = shell_words::split(qemu_line)?;
+    // QMP on the coprocess's stdio instead of hil's socket.
+    if let Some(i) = argv.iter().position(|a| a == "-qmp") {
+        argv[i + 1] = "stdio".into();
+    }
+    let bl = &b.bootloader;
+    let linux = &b.linux;
+    let ssh = b.ssh.as_ref().context("board has no [ssh]")?;
+    let host_key_file = ssh
+        .host_key_file
+        .as_ref()
+        .context("board has no ssh.host_key_file")?;
+    let mut s = String::from(
+        r#"#!/usr/bin/env bash
+# The smoke steps without a harness (written by `hil bench`).
+set -uo pipefail
+err=$(mktemp); kh=$(mktemp)
+coproc QEMU { exec "${argv[@]}" 2>"$err"; }
+trap 'kill ${QEMU_PID:-} 2>/dev/null; rm -f "$err" "$kh"' EXIT
+qmp() { # send one command, wait for its answer (skipping greetings, events, notices)
+  echo "$1" >&"${QEMU[1]}"
+  while IFS= read -r -t 30 line <&"${QEMU[0]}"; do
+    [[ $line == *'"return"'* || $line == *'"error"'* ]] && return 0
+  done
+  echo "no QMP answer to $1; QEMU said:" >&2; cat "$err" >&2; exit 1
+}
+qmp '{"execute":"qmp_capabilities"}'
+qmp '{"execute":"query-chardev"}'
+[[ $line =~ pty:(/dev/pts/[0-9]+) ]] || { echo "no pty in $line" >&2; exit 1; }
+pty=${BASH_REMATCH[1]}
+exec 3<>"$pty"
+stty -F "$pty" raw -echo
+qmp '{"execute":"cont"}'
+buf=
+wait_for() {
+  local end=$((SECONDS + $2)) chunk
+  while [[ $buf != *"$1"* ]]; do
+    (( SECONDS < end )) || { echo "timed out waiting for $1" >&2; exit 1; }
+    chunk=
+    IFS= read -r -t 0.02 -N 4096 -u 3 chunk
+    buf+=$chunk
+  done
+  buf=${buf#*"$1"}
+}
+say() { printf '%s\r' "$1" >&3; }
+"#,
+    );
+    s = s.replace(
+        "\"${argv[@]}\"",
+        &argv
+            .iter()
+            .map(|a| quote(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    s += &format!("wait_for {} {}\n", quote(&bl.autoboot), bl.timeout_s);
+    s += &format!("printf '%s' {} >&3\n", quote(&bl.interrupt));
+    s += &format!("wait_for {} {}\n", quote(&bl.prompt), bl.timeout_s);
+    let bootargs = format!("setenv bootargs '{}'", linux.bootargs.replace('\'', ""));
+    for cmd in bl.commands.iter().chain([&bootargs]) {
+        s += &format!(
+            "say {}\nwait_for 'hil:rc=0' {t}\nwait_for {} {t}\n",
+            quote(&format!("{cmd}; echo hil:rc=$?")),
+            quote(&bl.prompt),
+            t = bl.command_timeout_s
+        );
+    }
+    s += &format!("say {}\n", quote(&bl.boot_command));
+    if let Some(ready) = &linux.ready {
+        s += &format!("wait_for {} {}\n", quote(ready), linux.boot_timeout_s);
+    }
+    s += &format!(
+        "echo \"[{}]:{} $(cat {})\" > \"$kh\"\n",
+        ssh.host,
+        ssh.port,
+        quote(host_key_file)
+    );
+    let text = std::fs::read_to_string(suite)?;
+    let table: toml::Table = toml::from_str(&text)?;
+    let default_via = table
+        .get("defaults")
+        .and_then(|d| d.get("via"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("console")
+        .to_string();
+    let checks = table
+        .get("check")
+        .and_then(|c| c.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for c in checks {
+        let kind = c.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+        anyhow::ensure!(
+            kind == "shell",
+            "the script replays shell checks only, not {kind:?}"
+        );
+        let cmd = c.get("command").and_then(|k| k.as_str()).unwrap_or("");
+        let via = c
+            .get("via")
+            .and_then(|v| v.as_str())
+            .unwrap_or(&default_via);
+        let status = c
+            .get("exit_status")
+            .and_then(|v| v.as_integer())
+            .unwrap_or(0);
+        if via == "ssh" {
+            // dropbear may still be starting: retry while ssh itself fails (255).
+            s += &format!(
+                "end=$((SECONDS + {t}))\nwhile :; do\n  ssh -q -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=\"$kh\" \
+                 -o ConnectTimeout=5 -i {id} -p {port} {user}@{host} {cmd} >/dev/null; rc=$?\n  \
+                 [ $rc != 255 ] && break\n  (( SECONDS < end )) || exit 1\n  sleep 0.5\ndone\n[ $rc = {status} ] || exit 1\n",
+                t = ssh.connect_timeout_s,
+                id = quote(&ssh.identity),
+                port = ssh.port,
+                user = quote(&ssh.user),
+                host = quote(&ssh.host),
+                cmd = quote(cmd),
+            );
+        } else {
+            s += &format!(
+                "say {}\nwait_for 'HIL_END_{status}' {}\n",
+                quote(&format!("( {cmd} ); echo HIL_END_$?")),
+                linux.shell_timeout_s
+            );
+        }
+    }
+    s += "echo '{\"execute\":\"quit\"}' >&\"${QEMU[1]}\"\nwait ${QEMU_PID:-} 2>/dev/null\nexit 0\n";
+    Ok(s)
 }
