@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod bench;
 mod common;
 mod config_errors;
 mod rcar;
