@@ -173,7 +173,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
         }
     }
     if want("throughput") {
-        let (s, p) = (a.stream_mib << 20, a.peer_mib << 20);
+        let s = a.stream_mib << 20;
         let mut runs = Vec::new();
         for i in 0..a.repeat.max(1) {
             let n = format!("{}/{}", i + 1, a.repeat.max(1));
@@ -191,6 +191,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
         r.throughput_runs = runs;
         #[cfg(feature = "bench-rexpect")]
         {
+            let p = a.peer_mib << 20;
             progress(&format!("throughput: rexpect, {} MiB", a.peer_mib));
             let rx = tokio::task::spawn_blocking(move || throughput::rexpect(p, a.seed)).await?;
             let mut one = Vec::new();

@@ -1,7 +1,6 @@
 //! The peers hil is measured against: Python pexpect (the engine of labgrid, LAVA and
 //! pytest-embedded) in a child Python, and rexpect (the crate hil's engine replaced).
 
-use super::patterns::{AWAITED, DEATH};
 use anyhow::Context;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -123,6 +122,7 @@ impl Drop for Pexpect {
 /// active; blocking, as rexpect is.
 #[cfg(feature = "bench-rexpect")]
 pub fn rexpect_follow(file: std::fs::File) -> anyhow::Result<()> {
+    use super::patterns::{AWAITED, DEATH};
     use rexpect::reader::{NBReader, Options, ReadUntil, Regex};
     let mut r = NBReader::new(file, Options::new().timeout_ms(Some(3_600_000)));
     let mut any = vec![ReadUntil::Regex(Regex::new(AWAITED)?)];
