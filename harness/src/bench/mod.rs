@@ -63,6 +63,9 @@ pub struct BenchArgs {
     pub suite: PathBuf,
     #[arg(long, default_value = "sim-rk3588")]
     pub board: String,
+    /// hil/script pairs for the orchestration measurement (medians are reported).
+    #[arg(long, default_value_t = 2)]
+    pub orchestration_runs: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -237,7 +240,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
     }
     if want("orchestration") {
         progress("orchestration: hil run vs a shell script, same QEMU steps");
-        match orchestration::run(&a.suite, &a.board).await {
+        match orchestration::run(&a.suite, &a.board, a.orchestration_runs).await {
             Ok(o) => r.orchestration = Some(o),
             Err(e) => err(&mut r, "orchestration", e),
         }

@@ -10,13 +10,31 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
 
+/// One hil run and one script run, back to back.
+#[derive(Debug, Serialize)]
+pub struct OrchestrationRun {
+    pub hil_wall_s: f64,
+    pub script_wall_s: f64,
+    /// The sim board's kernel uptime when it printed its ready line, in each run: the
+    /// emulated board's own speed, which swings with the machine's load.
+    pub hil_board_kernel_s: Option<f64>,
+    pub script_board_kernel_s: Option<f64>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct OrchestrationResult {
     pub suite: String,
     pub board: String,
+    pub runs: Vec<OrchestrationRun>,
+    /// Medians over the runs.
     pub hil_wall_s: f64,
     pub script_wall_s: f64,
     pub overhead_pct: f64,
+    /// Median of (hil wall − its board's boot) − (script wall − its board's boot): hil's
+    /// cost with the emulated board's varying speed taken out, and that as a share of
+    /// the script's median wall time.
+    pub overhead_excl_board_s: Option<f64>,
+    pub overhead_excl_board_pct: Option<f64>,
     /// hil's report of its run (console.log with per-line times) and the script, kept
     /// to see where the difference goes.
     pub report_dir: String,
@@ -25,25 +43,87 @@ pub struct OrchestrationResult {
 impl OrchestrationResult {
     pub fn table(&self) -> String {
         format!(
-            "orchestration ({} on {}): hil run {:.1} s, shell script {:.1} s: overhead {:+.1}%\n  hil's report and the script: {}",
-            self.suite, self.board, self.hil_wall_s, self.script_wall_s, self.overhead_pct, self.report_dir
+            "orchestration ({} on {}, median of {} runs): hil run {:.1} s, shell script {:.1} s: overhead {:+.1}%; without the board's boot-time swings: {}\n  hil's last report and script: {}",
+            self.suite,
+            self.board,
+            self.runs.len(),
+            self.hil_wall_s,
+            self.script_wall_s,
+            self.overhead_pct,
+            match (self.overhead_excl_board_s, self.overhead_excl_board_pct) {
+                (Some(s), Some(p)) => format!("{s:+.2} s ({p:+.1}%)"),
+                _ => "n/a (no kernel uptime line)".into(),
+            },
+            self.report_dir
         )
     }
 }
 
-pub async fn run(suite: &Path, board_name: &str) -> anyhow::Result<OrchestrationResult> {
+pub async fn run(
+    suite: &Path,
+    board_name: &str,
+    runs: usize,
+) -> anyhow::Result<OrchestrationResult> {
     let path = board::find(board_name).map_err(|e| anyhow::anyhow!("{e}"))?;
     let raw_board = Board::load(&path)?;
     let (b, _) = crate::lab_ctl::sim_board(&path, &raw_board).await?;
-    let out = std::env::temp_dir().join(format!("hil-bench-orch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let mut all = Vec::new();
+    let mut out = std::path::PathBuf::new();
+    for i in 0..runs.max(1) {
+        out = std::env::temp_dir().join(format!("hil-bench-orch-{}-{i}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        all.push(one_run(&b, suite, board_name, &out).await?);
+        if i + 1 < runs.max(1) {
+            let _ = std::fs::remove_dir_all(&out);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let hil = median(all.iter().map(|r| r.hil_wall_s).collect());
+    let script = median(all.iter().map(|r| r.script_wall_s).collect());
+    let excl: Option<Vec<f64>> = all
+        .iter()
+        .map(|r| {
+            Some(
+                (r.hil_wall_s - r.hil_board_kernel_s?)
+                    - (r.script_wall_s - r.script_board_kernel_s?),
+            )
+        })
+        .collect();
+    let excl = excl.map(median);
+    Ok(OrchestrationResult {
+        suite: suite.display().to_string(),
+        board: board_name.into(),
+        runs: all,
+        hil_wall_s: hil,
+        script_wall_s: script,
+        overhead_pct: (hil - script) / script * 100.0,
+        overhead_excl_board_s: excl,
+        overhead_excl_board_pct: excl.map(|e| e / script * 100.0),
+        report_dir: out.display().to_string(),
+    })
+}
 
+/// The board's kernel uptime at its ready line, as the sim's init prints it.
+fn kernel_uptime(text: &str) -> Option<f64> {
+    let re = regex::Regex::new(r"hil: kernel uptime ([0-9.]+) s").ok()?;
+    re.captures(text)?.get(1)?.as_str().parse().ok()
+}
+
+async fn one_run(
+    b: &Board,
+    suite: &Path,
+    board_name: &str,
+    out: &Path,
+) -> anyhow::Result<OrchestrationRun> {
     let t0 = Instant::now();
     let st = tokio::process::Command::new(std::env::current_exe()?)
         .arg("run")
         .arg(suite)
         .args(["--board", board_name, "--out"])
-        .arg(&out)
+        .arg(out)
         .stdout(std::process::Stdio::null())
         .status()
         .await?;
@@ -54,20 +134,23 @@ pub async fn run(suite: &Path, board_name: &str) -> anyhow::Result<Orchestration
         suite.display(),
         out.display()
     );
-
-    let qemu_log = out.join("boards").join(board_name).join("qemu.log");
+    let board_dir = out.join("boards").join(board_name);
+    let console = std::fs::read_to_string(board_dir.join("console.log")).unwrap_or_default();
+    let qemu_log = board_dir.join("qemu.log");
     let log = std::fs::read_to_string(&qemu_log).with_context(|| qemu_log.display().to_string())?;
     let line = log
         .lines()
         .find_map(|l| l.strip_prefix("$ "))
         .context("no command line in qemu.log")?;
-    let script = script(&b, line, suite)?;
+    let script = script(b, line, suite)?;
     let script_path = out.join("same-steps.sh");
     std::fs::write(&script_path, &script)?;
+    let uptime_file = out.join("script-kernel-uptime.txt");
 
     let t0 = Instant::now();
     let st = tokio::process::Command::new("bash")
         .arg(&script_path)
+        .env("HIL_BENCH_UPTIME_FILE", &uptime_file)
         .stdout(std::process::Stdio::null())
         .status()
         .await?;
@@ -77,13 +160,12 @@ pub async fn run(suite: &Path, board_name: &str) -> anyhow::Result<Orchestration
         "the shell script failed ({st}): {}",
         script_path.display()
     );
-    Ok(OrchestrationResult {
-        report_dir: out.display().to_string(),
-        suite: suite.display().to_string(),
-        board: board_name.into(),
+    let script_uptime = std::fs::read_to_string(&uptime_file).unwrap_or_default();
+    Ok(OrchestrationRun {
         hil_wall_s: hil_wall,
         script_wall_s: script_wall,
-        overhead_pct: (hil_wall - script_wall) / script_wall * 100.0,
+        hil_board_kernel_s: kernel_uptime(&console),
+        script_board_kernel_s: kernel_uptime(&script_uptime),
     })
 }
 
@@ -133,6 +215,7 @@ wait_for() {
     IFS= read -r -t 0.02 -N 4096 -u 3 chunk
     buf+=$chunk
   done
+  seen=${buf%%"$1"*}
   buf=${buf#*"$1"}
 }
 say() { printf '%s\r' "$1" >&3; }
@@ -160,7 +243,12 @@ say() { printf '%s\r' "$1" >&3; }
     }
     s += &format!("say {}\n", quote(&bl.boot_command));
     if let Some(ready) = &linux.ready {
-        s += &format!("wait_for {} {}\n", quote(ready), linux.boot_timeout_s);
+        // Keep what came before the ready line: the sim's init prints its kernel uptime.
+        s += &format!(
+            "before=$buf\nwait_for {} {}\nprintf '%s' \"$before$seen\" | grep -a 'hil: kernel uptime' > \"$HIL_BENCH_UPTIME_FILE\"\n",
+            quote(ready),
+            linux.boot_timeout_s
+        );
     }
     s += &format!(
         "echo \"[{}]:{} $(cat {})\" > \"$kh\"\n",
@@ -219,4 +307,14 @@ say() { printf '%s\r' "$1" >&3; }
     }
     s += "echo '{\"execute\":\"quit\"}' >&\"${QEMU[1]}\"\nwait ${QEMU_PID:-} 2>/dev/null\nexit 0\n";
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernel_uptime_from_the_sim_init_line() {
+        let log = "[+  39.206522] hil: kernel uptime 30.76 s\r\n[+  39.2] hil: board ready\r\n";
+        assert_eq!(super::kernel_uptime(log), Some(30.76));
+        assert_eq!(super::kernel_uptime("no such line"), None);
+    }
 }
