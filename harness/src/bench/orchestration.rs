@@ -79,7 +79,9 @@ pub async fn run(
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        let n = v.len();
+        // an even count: the mean of the middle two
+        (v[(n - 1) / 2] + v[n / 2]) / 2.0
     };
     let hil = median(all.iter().map(|r| r.hil_wall_s).collect());
     let script = median(all.iter().map(|r| r.script_wall_s).collect());

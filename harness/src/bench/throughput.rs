@@ -145,7 +145,9 @@ pub fn medians(runs: &[EngineResult]) -> Vec<EngineResult> {
     names.dedup();
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        let n = v.len();
+        // an even count: the mean of the middle two
+        (v[(n - 1) / 2] + v[n / 2]) / 2.0
     };
     names
         .into_iter()
