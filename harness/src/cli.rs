@@ -53,6 +53,11 @@ enum Cmd {
     Nightly(crate::nightly::NightlyArgs),
     /// Walk a board through bring-up, stopping at the first blocker with a hint.
     Checklist(crate::checklist::ChecklistArgs),
+    /// Measure the console engine and the orchestrator against their limits and peers.
+    Bench(crate::bench::BenchArgs),
+    /// The writer side of `hil bench` (run by it in a child process).
+    #[command(hide = true)]
+    BenchFeed(crate::bench::feeder::FeedArgs),
 }
 
 #[derive(Subcommand)]
@@ -146,7 +151,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Bisect(args) => crate::bisect::cli(*args).await,
         Cmd::Nightly(args) => crate::nightly::cli(args).await,
         Cmd::Checklist(args) => crate::checklist::cli(args).await,
+        Cmd::Bench(args) => bench(args).await,
+        Cmd::BenchFeed(args) => {
+            tokio::task::spawn_blocking(move || {
+                crate::bench::feeder::feed_main(args).map(|_| exit::OK)
+            })
+            .await?
+        }
     }
+}
+
+async fn bench(args: crate::bench::BenchArgs) -> anyhow::Result<i32> {
+    let json = args.json;
+    let report = crate::bench::run(args).await?;
+    let table = crate::bench::table(&report);
+    if json {
+        eprint!("{table}");
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{table}");
+    }
+    Ok(exit::OK)
 }
 
 fn load_board(name: &str) -> anyhow::Result<(PathBuf, Board)> {

@@ -2,7 +2,11 @@
 //! per-call timeout, a bounded search window, and death patterns that end the wait at once.
 //!
 //! Matching is incremental: each arriving chunk is searched together with only a short
-//! lookback of what came before, so the cost per byte stays flat however long the stream.
+//! lookback of what came before (back to the start of the previous line, at most 4 KiB),
+//! so the cost per byte stays flat however long the stream. A match may therefore span at
+//! most one line break into text already searched. All patterns of a call (awaited and
+//! death) are searched in one pass of one combined regex; the individual patterns are
+//! consulted only to tell which one matched.
 
 use crate::console::Event;
 use regex::bytes::Regex;
@@ -72,6 +76,9 @@ pub struct Matched {
 
 pub struct Expecter {
     rx: UnboundedReceiver<Event>,
+    /// The combined regex of the current call's patterns and the death patterns, keyed by
+    /// their sources (repeated calls with the same patterns reuse it).
+    combined: Option<(Vec<String>, Option<Regex>)>,
     buf: Vec<u8>,
     /// Bytes of `buf` already searched without a match by the current call.
     searched: usize,
@@ -83,6 +90,7 @@ impl Expecter {
     pub fn new(rx: UnboundedReceiver<Event>, death: Vec<DeathPattern>) -> Expecter {
         Expecter {
             rx,
+            combined: None,
             buf: Vec::new(),
             searched: 0,
             closed: None,
@@ -100,6 +108,7 @@ impl Expecter {
     ) -> Result<Matched, ExpectError> {
         let deadline = Instant::now() + timeout;
         self.searched = 0;
+        self.prepare(patterns);
         loop {
             if let Some(m) = self.search(patterns) {
                 return m;
@@ -173,8 +182,54 @@ impl Expecter {
         }
     }
 
+    /// Builds (or reuses) the one regex that finds the earliest match of any pattern.
+    fn prepare(&mut self, patterns: &[&Regex]) {
+        let key: Vec<String> = patterns
+            .iter()
+            .map(|p| p.as_str())
+            .chain(self.death.iter().map(|d| d.re.as_str()))
+            .map(String::from)
+            .collect();
+        if self.combined.as_ref().is_some_and(|(k, _)| *k == key) {
+            return;
+        }
+        let source = key
+            .iter()
+            .map(|k| format!("(?:{k})"))
+            .collect::<Vec<_>>()
+            .join("|");
+        // Each part compiled on its own, so this fails only on size limits; the search
+        // then falls back to one pass per pattern.
+        let re = (!key.is_empty())
+            .then(|| Regex::new(&source).ok())
+            .flatten();
+        self.combined = Some((key, re));
+    }
+
+    /// Where this search starts: the start of the line before the last line already
+    /// searched, at most LOOKBACK bytes back.
+    fn search_start(&self) -> usize {
+        let floor = self.searched.saturating_sub(LOOKBACK);
+        let mut breaks = 0;
+        for i in (floor..self.searched).rev() {
+            if self.buf[i] == b'\n' {
+                breaks += 1;
+                if breaks == 2 {
+                    return i + 1;
+                }
+            }
+        }
+        floor
+    }
+
     fn search(&mut self, patterns: &[&Regex]) -> Option<Result<Matched, ExpectError>> {
-        let start = self.searched.saturating_sub(LOOKBACK);
+        let start = self.search_start();
+        let combined = self.combined.as_ref().and_then(|(_, re)| re.as_ref());
+        let from = match combined {
+            // Nothing anywhere: the common case, one pass.
+            Some(re) => re.find_at(&self.buf, start)?.start(),
+            None => start,
+        };
         // (position, end, pattern index or death index)
         let mut best: Option<(usize, usize, Result<usize, usize>)> = None;
         let mut consider = |s: usize, e: usize, what: Result<usize, usize>| {
@@ -183,12 +238,12 @@ impl Expecter {
             }
         };
         for (i, p) in patterns.iter().enumerate() {
-            if let Some(m) = p.find_at(&self.buf, start) {
+            if let Some(m) = p.find_at(&self.buf, from) {
                 consider(m.start(), m.end(), Ok(i));
             }
         }
         for (i, d) in self.death.iter().enumerate() {
-            if let Some(m) = d.re.find_at(&self.buf, start) {
+            if let Some(m) = d.re.find_at(&self.buf, from) {
                 consider(m.start(), m.end(), Err(i));
             }
         }
@@ -341,5 +396,43 @@ mod prompt_tests {
         }
         e.expect(&[&end], Duration::from_secs(1)).await.unwrap();
         e.expect(&[&prompt], Duration::from_secs(1)).await.unwrap();
+    }
+}
+
+#[cfg(test)]
+mod combined_tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+
+    fn send(tx: &mpsc::UnboundedSender<Event>, s: &str) {
+        tx.send(Event::Data(Arc::from(s.as_bytes()))).unwrap();
+    }
+
+    #[tokio::test]
+    async fn earliest_of_several_patterns_names_its_index() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut e = Expecter::new(rx, linux_death_patterns());
+        let (a, b) = (Regex::new("alpha").unwrap(), Regex::new(r"be(ta)").unwrap());
+        send(&tx, "x beta y alpha\n");
+        let m = e.expect(&[&a, &b], Duration::from_secs(1)).await.unwrap();
+        assert_eq!((m.index, m.matched.as_slice()), (1, &b"beta"[..]));
+        let m = e.expect(&[&a, &b], Duration::from_secs(1)).await.unwrap();
+        assert_eq!(m.index, 0);
+    }
+
+    #[tokio::test]
+    async fn match_spanning_one_line_break_into_searched_text() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut e = Expecter::new(rx, vec![]);
+        let re = Regex::new(r"HIL_S_1\r?\nok").unwrap();
+        send(&tx, &"noise line\r\n".repeat(500));
+        send(&tx, "HIL_S_1\r\n");
+        // The rest comes while the call waits, after the first part was searched.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            send(&tx, "ok\r\n");
+        });
+        e.expect(&[&re], Duration::from_secs(2)).await.unwrap();
     }
 }

@@ -5,6 +5,7 @@
 //! bootloader, Linux, SSH) → [`checks`] → [`report`].
 
 pub mod attach;
+pub mod bench;
 pub mod bisect;
 pub mod boot;
 pub mod checklist;

@@ -44,10 +44,16 @@ impl ConsoleLog {
     /// Appends `data` (any bytes; not required to be UTF-8).
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.scratch.clear();
+        // One chunk arrived at one instant: its stamp is formatted once, not per line
+        // (formatting per line was most of the logging cost on a fast console).
+        let mut stamp = [0u8; 32];
+        let mut stamp_len = 0;
         for line in data.split_inclusive(|b| *b == b'\n') {
             if self.at_line_start {
-                let t = self.start.elapsed().as_secs_f64();
-                let _ = write!(self.scratch, "[+{t:>11.6}] ");
+                if stamp_len == 0 {
+                    stamp_len = format_stamp(self.start.elapsed(), &mut stamp);
+                }
+                self.scratch.extend_from_slice(&stamp[..stamp_len]);
             }
             self.scratch.extend_from_slice(line);
             self.at_line_start = line.last() == Some(&b'\n');
@@ -62,6 +68,15 @@ impl ConsoleLog {
         self.at_line_start = true;
         writeln!(self.file, "{prefix}[+{t:>11.6}] ### hil: {what}")
     }
+}
+
+/// `[+SSSS.uuuuuu] ` (seconds right-aligned in 4, wider past 9999 s) into `out`; returns
+/// its length. The same text `{:>11.6}` of the seconds as f64 gives, without float
+/// formatting.
+fn format_stamp(t: std::time::Duration, out: &mut [u8; 32]) -> usize {
+    let mut w = io::Cursor::new(&mut out[..]);
+    let _ = write!(w, "[+{:>4}.{:06}] ", t.as_secs(), t.subsec_micros());
+    w.position() as usize
 }
 
 #[cfg(test)]
@@ -84,6 +99,7 @@ mod tests {
         assert!(lines[2].ends_with("] Hit any key\r"), "{}", lines[2]);
         assert_eq!(lines[2].matches("[+").count(), 1);
         assert!(lines[4].contains("### hil: power off"));
+        assert_eq!(lines[2].find("] "), Some(13), "{}", lines[2]);
         // raw bytes preserved
         assert!(text.windows(2).any(|w| w == b"\xff\x00"));
     }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod bench;
 mod bisect;
 mod checklist;
 mod common;

@@ -1,0 +1,58 @@
+//! `hil bench` end to end on small sizes (no sim board): every engine follows its stream
+//! to the end, nothing is lost, the JSON has the figures the table shows.
+
+use crate::common::*;
+
+#[test]
+fn bench_small_run_measures_every_engine_and_loses_nothing() {
+    let out = run(hil().args([
+        "bench",
+        "--json",
+        "--only",
+        "throughput,latency,memory,consoles",
+        "--stream-mib",
+        "4",
+        "--peer-mib",
+        "1",
+        "--memory-mib",
+        "32",
+        "--repeat",
+        "1",
+        "--pexpect",
+        "65536:4096:1",
+        "--marks",
+        "100",
+        "--consoles",
+        "16",
+        "--console-seconds",
+        "1",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{r:#}");
+    let engines: Vec<&str> = r["throughput"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["engine"].as_str().unwrap())
+        .collect();
+    for want in ["raw pty read", "hil", "rexpect", "pexpect"] {
+        assert!(engines.iter().any(|e| e.starts_with(want)), "{engines:?}");
+    }
+    for e in r["throughput"].as_array().unwrap() {
+        assert!(e["mib_per_s"].as_f64().unwrap() > 0.0, "{e}");
+        assert!(e["cpu_s_per_mib"].as_f64().unwrap() > 0.0, "{e}");
+    }
+    let hil_latency = &r["latency"][0];
+    assert_eq!(hil_latency["engine"], "hil");
+    assert_eq!(hil_latency["missed"], 0);
+    assert!(hil_latency["p99_ms"].as_f64().unwrap() >= hil_latency["p50_ms"].as_f64().unwrap());
+    let c = &r["consoles"][0];
+    assert_eq!(c["consoles"], 16);
+    assert_eq!(c["bytes_lost"], 0);
+    assert_eq!(c["bytes_received"], c["bytes_written"]);
+    assert_eq!(c["failed"].as_array().unwrap().len(), 0);
+    assert!(r["memory"]["mib_streamed"].as_f64().unwrap() >= 32.0);
+    // the table went to stderr
+    assert!(stderr(&out).contains("match latency"), "{}", stderr(&out));
+}
