@@ -208,17 +208,7 @@ async fn run(
     if !errs.is_empty() {
         return Err(ConfigErrors(errs).into());
     }
-    let now = time::OffsetDateTime::now_utc();
-    let run_id = format!(
-        "{:04}{:02}{:02}-{:02}{:02}{:02}-{}",
-        now.year(),
-        now.month() as u8,
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        suite.name
-    );
+    let run_id = crate::suite_run::run_id(&suite.name);
     let out = out.unwrap_or_else(|| PathBuf::from("reports").join(&run_id));
     // Before any board is touched: a run whose report cannot be written would lose its
     // results.

@@ -70,13 +70,7 @@ fn qemu_killed_mid_boot_is_an_infrastructure_error() {
         "Starting kernel",
         BOOT_LIMIT,
     );
-    let pid: i32 = std::fs::read_to_string(board_dir.join("qemu.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // SAFETY: the pid is the board QEMU that our hil child started and recorded.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    crate::sim::kill_board_qemu(&board_dir);
     let code = wait_exit(&mut g, Duration::from_secs(60));
     assert_eq!(code, 3);
     let r = read_json(&out.join("results.json"));

@@ -142,6 +142,17 @@ pub fn wait_for_file_text(p: &Path, needle: &str, limit: Duration) -> Instant {
     }
 }
 
+/// SIGKILLs the board QEMU that a hil child started and recorded in the board's run dir.
+pub fn kill_board_qemu(board_dir: &Path) {
+    let pid: i32 = std::fs::read_to_string(board_dir.join("qemu.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: plain kill(2) of a pid our own hil child started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+}
+
 pub const BOOT_LIMIT: Duration = Duration::from_secs(30 * 60); // includes a cold lab build
 
 #[test]
@@ -224,14 +235,8 @@ fn qemu_killed_mid_suite_is_an_infrastructure_error_within_10s() {
         "sleeping-now\r\n",
         BOOT_LIMIT,
     );
-    let pid: i32 = std::fs::read_to_string(board_dir.join("qemu.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    kill_board_qemu(&board_dir);
     let killed = Instant::now();
-    // SAFETY: the pid is the board QEMU that our hil child started and recorded.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let code = wait_exit(&mut g, Duration::from_secs(30));
     let took = killed.elapsed();
     assert!(
