@@ -2,7 +2,6 @@
 //! call that waits for the end: resident memory is sampled as the byte count grows, so a
 //! leak or an unbounded buffer shows as a slope.
 
-use super::feeder::{FeedArgs, Feeder};
 use super::patterns::{death_patterns, AWAITED};
 use super::{sys, MemoryResult, MemorySample};
 use crate::console::Console;
@@ -12,15 +11,7 @@ use regex::bytes::Regex;
 use std::time::{Duration, Instant};
 
 pub async fn hil(bytes: u64, seed: u64) -> anyhow::Result<MemoryResult> {
-    let mut f = Feeder::spawn(&FeedArgs {
-        consoles: 1,
-        bytes,
-        rate: 0,
-        seed,
-        marks: 0,
-        mark_gap: 0,
-        mark_interval_us: 0,
-    })?;
+    let mut f = super::throughput::feeder(bytes, seed)?;
     // The log goes to /dev/null here: a GiB on the shared disk would measure the disk, and
     // the formatting work is still done.
     let console = Console::open(&f.paths[0], 1_500_000, None, "/dev/null".as_ref(), "bench")?;

@@ -11,7 +11,8 @@ use regex::bytes::Regex;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-fn feeder(bytes: u64, seed: u64) -> anyhow::Result<Feeder> {
+/// One console streaming `bytes` of seeded text as fast as the pty takes it.
+pub(super) fn feeder(bytes: u64, seed: u64) -> anyhow::Result<Feeder> {
     Feeder::spawn(&FeedArgs {
         consoles: 1,
         bytes,

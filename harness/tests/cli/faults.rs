@@ -40,21 +40,7 @@ fn assert_reports_complete(out: &Path, board: &str, code: i32, checks: &[&str]) 
     );
 }
 
-fn run(suite: &str, board: &str, out: &Path, env: &[(&str, &str)]) -> (i32, serde_json::Value) {
-    let (mut g, _rx) = spawn_hil(
-        &[
-            "run",
-            suite,
-            "--board",
-            board,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        env,
-    );
-    let code = wait_exit(&mut g, BOOT_LIMIT);
-    (code, read_json(&out.join("results.json")))
-}
+use crate::sim::run_suite as run;
 
 #[test]
 fn qemu_killed_mid_boot_is_an_infrastructure_error() {

@@ -5,22 +5,10 @@
 //! never comes and corrupted loopback data make those checks fail.
 
 use crate::common::*;
-use crate::sim::{case, lock, out_dir, read_json, spawn_hil, wait_exit, BOOT_LIMIT};
+use crate::sim::{case, lock, out_dir};
 
 fn run_rcar(suite: &str, out: &std::path::Path) -> (i32, serde_json::Value) {
-    let (mut g, _rx) = spawn_hil(
-        &[
-            "run",
-            suite,
-            "--board",
-            "sim-rcar",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
-    let code = wait_exit(&mut g, BOOT_LIMIT);
-    (code, read_json(&out.join("results.json")))
+    crate::sim::run_suite(suite, "sim-rcar", out, &[])
 }
 
 #[test]

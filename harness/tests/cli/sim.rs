@@ -111,6 +111,28 @@ pub fn spawn_hil(
     (Guard(child), rx)
 }
 
+/// `hil run SUITE --board BOARD --out OUT` with extra env; its exit code and results.json.
+pub fn run_suite(
+    suite: &str,
+    board: &str,
+    out: &Path,
+    env: &[(&str, &str)],
+) -> (i32, serde_json::Value) {
+    let (mut g, _rx) = spawn_hil(
+        &[
+            "run",
+            suite,
+            "--board",
+            board,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        env,
+    );
+    let code = wait_exit(&mut g, BOOT_LIMIT);
+    (code, read_json(&out.join("results.json")))
+}
+
 pub fn wait_exit(g: &mut Guard, limit: Duration) -> i32 {
     let deadline = Instant::now() + limit;
     loop {
