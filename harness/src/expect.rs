@@ -210,16 +210,11 @@ impl Expecter {
     /// searched, at most LOOKBACK bytes back.
     fn search_start(&self) -> usize {
         let floor = self.searched.saturating_sub(LOOKBACK);
-        let mut breaks = 0;
-        for i in (floor..self.searched).rev() {
-            if self.buf[i] == b'\n' {
-                breaks += 1;
-                if breaks == 2 {
-                    return i + 1;
-                }
-            }
+        let mut breaks = memchr::memrchr_iter(b'\n', &self.buf[floor..self.searched]);
+        match (breaks.next(), breaks.next()) {
+            (Some(_), Some(i)) => floor + i + 1,
+            _ => floor,
         }
-        floor
     }
 
     fn search(&mut self, patterns: &[&Regex]) -> Option<Result<Matched, ExpectError>> {

@@ -25,7 +25,7 @@ fn feeder(marks: usize, seed: u64) -> anyhow::Result<Feeder> {
 pub async fn hil(
     marks: usize,
     seed: u64,
-    log_dir: &std::path::Path,
+    log_dir: std::path::PathBuf,
 ) -> anyhow::Result<LatencyResult> {
     let mut f = feeder(marks, seed)?;
     let log = log_dir.join("latency-console.log");

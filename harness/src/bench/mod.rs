@@ -170,7 +170,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
     // peers' buffers measured later in this same process.
     if want("memory") {
         progress(&format!("memory: {} MiB through one console", a.memory_mib));
-        match memory::hil(a.memory_mib << 20, a.seed).await {
+        match on_worker(memory::hil(a.memory_mib << 20, a.seed)).await {
             Ok(m) => r.memory = Some(m),
             Err(e) => err(&mut r, "memory", e),
         }
@@ -184,10 +184,24 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
                 "throughput: raw read, {} MiB, run {n}",
                 a.stream_mib
             ));
-            let raw = tokio::task::spawn_blocking(move || throughput::raw(s, a.seed)).await?;
+            let raw = tokio::task::spawn_blocking(move || throughput::raw(s, a.seed, None)).await?;
             push(&mut runs, raw, "throughput raw", &mut err, &mut r);
+            progress(&format!(
+                "throughput: raw read + console log, {} MiB, run {n}",
+                a.stream_mib
+            ));
+            let log = Some(log_dir.join("throughput-raw.log"));
+            let raw_logged =
+                tokio::task::spawn_blocking(move || throughput::raw(s, a.seed, log)).await?;
+            push(
+                &mut runs,
+                raw_logged,
+                "throughput raw + log",
+                &mut err,
+                &mut r,
+            );
             progress(&format!("throughput: hil, {} MiB, run {n}", a.stream_mib));
-            let hil = throughput::hil(s, a.seed, &log_dir).await;
+            let hil = on_worker(throughput::hil(s, a.seed, log_dir.clone())).await;
             push(&mut runs, hil, "throughput hil", &mut err, &mut r);
         }
         r.throughput.extend(throughput::medians(&runs));
@@ -213,7 +227,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
     }
     if want("latency") {
         progress(&format!("latency: {} marks", a.marks));
-        match latency::hil(a.marks, a.seed, &log_dir).await {
+        match on_worker(latency::hil(a.marks, a.seed, log_dir.clone())).await {
             Ok(l) => r.latency.push(l),
             Err(e) => err(&mut r, "latency hil", e),
         }
@@ -249,6 +263,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
     r.load_1m_after = sys::machine_load().0;
     r.targets = targets(&r);
     Ok(r)
+}
+
+/// Runs `f` as a task on the runtime's worker pool, where a run's board tasks (and so
+/// their expect calls) run, rather than on the thread that blocks on the bench: a wake-up
+/// between the broker and a future on that thread crosses threads every time, one between
+/// two worker tasks usually does not.
+async fn on_worker<T: Send + 'static>(
+    f: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::spawn(f).await?
 }
 
 fn push(
@@ -287,10 +311,20 @@ fn targets(r: &BenchReport) -> Vec<Target> {
     let mut t = Vec::new();
     if let (Some(raw), Some(hil)) = (engine(r, "raw"), engine(r, "hil")) {
         let ratio = hil.mib_per_s / raw.mib_per_s;
+        // The control shows how much of the gap is the log write itself on this pty.
+        let control = engine(r, throughput::RAW_LOGGED)
+            .map(|c| {
+                format!(
+                    " (a raw read that writes the same log: {:.0}% of the raw read; hil {:.0}% of it)",
+                    100.0 * c.mib_per_s / raw.mib_per_s,
+                    100.0 * hil.mib_per_s / c.mib_per_s
+                )
+            })
+            .unwrap_or_default();
         t.push(Target {
             what: "engine throughput vs raw pty read".into(),
             target: ">= 80%".into(),
-            measured: format!("{:.0}%", ratio * 100.0),
+            measured: format!("{:.0}%{control}", ratio * 100.0),
             met: ratio >= 0.8,
         });
     }

@@ -4,6 +4,7 @@
 use super::feeder::{FeedArgs, Feeder};
 use super::patterns::{death_patterns, AWAITED};
 use super::{peers, sys, EngineResult};
+use crate::console::log::ConsoleLog;
 use crate::console::Console;
 use crate::expect::Expecter;
 use anyhow::Context;
@@ -38,9 +39,19 @@ fn result(engine: &str, bytes: u64, wall: Duration, cpu: Duration, note: &str) -
 }
 
 /// Reads the pty with plain blocking reads until every byte has come: the pty's limit.
-pub fn raw(bytes: u64, seed: u64) -> anyhow::Result<EngineResult> {
+/// With `log_to`, each read is also written to a console log exactly as hil's broker
+/// writes it (a control: it shows what keeping a log costs any reader of this pty).
+pub fn raw(
+    bytes: u64,
+    seed: u64,
+    log_to: Option<std::path::PathBuf>,
+) -> anyhow::Result<EngineResult> {
     let mut f = feeder(bytes, seed)?;
     let file = open_tty(&f.paths[0])?;
+    let mut log = match &log_to {
+        Some(p) => Some(ConsoleLog::create(p, "bench raw")?),
+        None => None,
+    };
     let mut buf = vec![0u8; 64 * 1024];
     let (t0, c0) = (Instant::now(), sys::cpu_time());
     f.go()?;
@@ -50,11 +61,24 @@ pub fn raw(bytes: u64, seed: u64) -> anyhow::Result<EngineResult> {
         // SAFETY: buf is writable for its length; the fd is open.
         let n = unsafe { libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         anyhow::ensure!(n > 0, "raw read ended after {got} bytes");
+        if let Some(log) = log.as_mut() {
+            log.write(&buf[..n as usize])?;
+        }
         got += n as u64;
     }
     let (wall, cpu) = (t0.elapsed(), sys::cpu_time() - c0);
     let total = f.report()?.written[0];
     anyhow::ensure!(got == total, "raw read {got} of {total} bytes");
+    if let Some(p) = log_to {
+        let _ = std::fs::remove_file(p);
+        return Ok(result(
+            RAW_LOGGED,
+            got,
+            wall,
+            cpu,
+            "control: the raw loop plus hil's console log write per read",
+        ));
+    }
     Ok(result(
         "raw pty read",
         got,
@@ -64,9 +88,16 @@ pub fn raw(bytes: u64, seed: u64) -> anyhow::Result<EngineResult> {
     ))
 }
 
+/// The control row's engine name (not a target's subject).
+pub const RAW_LOGGED: &str = "control: raw read + console log";
+
 /// hil's path exactly as a run uses it: the broker (serialport open, log file with per-line
 /// timestamps, fan-out) and an Expecter waiting on the awaited pattern + 5 death patterns.
-pub async fn hil(bytes: u64, seed: u64, log_dir: &std::path::Path) -> anyhow::Result<EngineResult> {
+pub async fn hil(
+    bytes: u64,
+    seed: u64,
+    log_dir: std::path::PathBuf,
+) -> anyhow::Result<EngineResult> {
     let mut f = feeder(bytes, seed)?;
     let log = log_dir.join("throughput-console.log");
     let console = Console::open(&f.paths[0], 1_500_000, None, &log, "bench")?;

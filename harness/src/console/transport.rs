@@ -34,22 +34,42 @@ impl Transport {
         Ok(Transport { fd })
     }
 
-    /// Reads what is available; `Ok(0)` means end of stream. A pty whose other side closed
-    /// reports EIO, which is returned as an error for the caller to classify.
+    /// Reads everything available now, up to `buf.len()`; `Ok(0)` means end of stream. A
+    /// pty whose other side closed reports EIO, which is returned as an error for the
+    /// caller to classify.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|fd| {
-                // SAFETY: buf is a valid writable buffer of buf.len() bytes.
-                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
+            let fd = guard.get_inner().as_raw_fd();
+            let mut got = 0;
+            let drained = loop {
+                if got == buf.len() {
+                    break false;
                 }
-            }) {
-                Ok(r) => return r,
-                Err(_would_block) => continue,
+                let rest = &mut buf[got..];
+                // SAFETY: rest is a valid writable buffer of rest.len() bytes.
+                let n = unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) };
+                if n > 0 {
+                    got += n as usize;
+                    continue;
+                }
+                let err = io::Error::last_os_error();
+                if n < 0 && err.kind() == io::ErrorKind::WouldBlock {
+                    break true;
+                }
+                if n < 0 && err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if got > 0 {
+                    return Ok(got);
+                }
+                return if n == 0 { Ok(0) } else { Err(err) };
+            };
+            if drained {
+                guard.clear_ready();
+            }
+            if got > 0 {
+                return Ok(got);
             }
         }
     }

@@ -36,7 +36,13 @@ fn bench_small_run_measures_every_engine_and_loses_nothing() {
         .iter()
         .map(|e| e["engine"].as_str().unwrap())
         .collect();
-    for want in ["raw pty read", "hil", "rexpect", "pexpect"] {
+    for want in [
+        "raw pty read",
+        "hil",
+        "control: raw read + console log",
+        "rexpect",
+        "pexpect",
+    ] {
         assert!(engines.iter().any(|e| e.starts_with(want)), "{engines:?}");
     }
     for e in r["throughput"].as_array().unwrap() {
