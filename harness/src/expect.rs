@@ -139,8 +139,11 @@ impl Expecter {
                 Ok(Some(Event::Closed(r))) => self.closed = Some(r),
                 Ok(None) => self.closed = Some("console broker stopped".into()),
             }
-            // Take everything already queued before searching again: one search per burst.
-            while let Ok(ev) = self.rx.try_recv() {
+            // Take what is already queued before searching again: one search per burst. A
+            // burst is cut at a quarter of the window, so the window's trimming in `push`
+            // never drops bytes that were not searched yet.
+            while self.buf.len() - self.searched < WINDOW / 4 {
+                let Ok(ev) = self.rx.try_recv() else { break };
                 match ev {
                     Event::Data(d) => self.push(&d),
                     Event::Notice(_) => {}
@@ -429,5 +432,27 @@ mod combined_tests {
             send(&tx, "ok\r\n");
         });
         e.expect(&[&re], Duration::from_secs(2)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_queued_burst_longer_than_the_window_is_searched_in_full() {
+        // A reader that fell behind finds megabytes queued at once. The awaited line sits
+        // 1.2 MiB into a 3 MiB burst: trimming the window to its last MiB before searching
+        // would drop it and the call would time out.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut e = Expecter::new(rx, linux_death_patterns());
+        let chunk =
+            "[    1.000000] pci 0000:00:02.0: BAR 0 [mem 0x10000000-0x1000ffff]\r\n".repeat(512);
+        let mut sent = 0;
+        while sent < 3 << 20 {
+            if (1200 << 10..(1200 << 10) + chunk.len()).contains(&sent) {
+                send(&tx, "hil-needle\r\n");
+            }
+            send(&tx, &chunk);
+            sent += chunk.len();
+        }
+        let re = Regex::new("hil-needle").unwrap();
+        let m = e.expect(&[&re], Duration::from_secs(2)).await.unwrap();
+        assert_eq!(m.matched, b"hil-needle");
     }
 }

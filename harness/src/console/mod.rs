@@ -242,6 +242,10 @@ async fn pump(
                     }
                     shared.received.fetch_add(n as u64, Ordering::Relaxed);
                     shared.publish(Event::Data(Arc::from(&buf[..n])));
+                    // Let the subscribers just woken run before reading on: a stream that
+                    // never leaves the fd empty would otherwise keep this task going for
+                    // tokio's whole budget (128 reads, megabytes) while they queue up.
+                    tokio::task::yield_now().await;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EIO) => {
                     return Stop::Lost("EIO: the other end went away: board powered off, its QEMU exited or the adapter vanished".into())
