@@ -266,9 +266,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
 }
 
 /// Runs `f` as a task on the runtime's worker pool, where a run's board tasks (and so
-/// their expect calls) run, rather than on the thread that blocks on the bench: a wake-up
-/// between the broker and a future on that thread crosses threads every time, one between
-/// two worker tasks usually does not.
+/// their expect calls) run, rather than on the thread that blocks on the bench. Throughput
+/// measured the same either way; only this placement showed the broker outrunning its
+/// subscribers (see BENCHMARKS.md, "Changes made").
 async fn on_worker<T: Send + 'static>(
     f: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
 ) -> anyhow::Result<T> {
