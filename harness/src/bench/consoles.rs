@@ -34,6 +34,7 @@ pub async fn run(
         marks: 0,
         mark_gap: 0,
         mark_interval_us: 0,
+        per_line: false,
     })?;
     let dir = log_dir.join(format!("consoles-{n}"));
     std::fs::create_dir_all(&dir)?;

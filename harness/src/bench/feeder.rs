@@ -35,6 +35,10 @@ pub struct FeedArgs {
     pub mark_gap: usize,
     #[arg(long, default_value_t = 1000)]
     pub mark_interval_us: u64,
+    /// Flat-out mode only: one write() per line of text, as a console prints, instead of
+    /// 64 KiB writes.
+    #[arg(long)]
+    pub per_line: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,7 +71,11 @@ pub fn feed_main(a: FeedArgs) -> anyhow::Result<()> {
         marks(masters[0], &corpus, &a)?
     } else if a.rate == 0 && a.consoles == 1 {
         let mut src = Cyclic::new(&corpus, 0, a.bytes);
-        write_all(masters[0], &mut src)?;
+        if a.per_line {
+            write_lines(masters[0], &mut src)?;
+        } else {
+            write_all(masters[0], &mut src)?;
+        }
         write_blocking(masters[0], END_TEXT.as_bytes())?;
         FeedReport {
             written: vec![a.bytes + END_TEXT.len() as u64],
@@ -124,6 +132,19 @@ fn write_all(fd: &OwnedFd, src: &mut Cyclic) -> std::io::Result<()> {
         }
         let n = write_fd(fd, chunk)?;
         src.advance(n);
+    }
+}
+
+/// Like [`write_all`], but each line (up to and including its `\n`) is its own write().
+fn write_lines(fd: &OwnedFd, src: &mut Cyclic) -> std::io::Result<()> {
+    loop {
+        let rest = src.peek(64 * 1024);
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let line = memchr::memchr(b'\n', rest).map_or(rest, |i| &rest[..=i]);
+        write_blocking(fd, line)?;
+        src.advance(line.len());
     }
 }
 
@@ -255,6 +276,7 @@ impl Feeder {
             .args(["--marks", &a.marks.to_string()])
             .args(["--mark-gap", &a.mark_gap.to_string()])
             .args(["--mark-interval-us", &a.mark_interval_us.to_string()])
+            .args(a.per_line.then_some("--per-line"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;

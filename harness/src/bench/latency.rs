@@ -19,6 +19,7 @@ fn feeder(marks: usize, seed: u64) -> anyhow::Result<Feeder> {
         marks,
         mark_gap: 2048,
         mark_interval_us: 1000,
+        per_line: false,
     })
 }
 

@@ -11,7 +11,7 @@ use regex::bytes::Regex;
 use std::time::{Duration, Instant};
 
 pub async fn hil(bytes: u64, seed: u64) -> anyhow::Result<MemoryResult> {
-    let mut f = super::throughput::feeder(bytes, seed)?;
+    let mut f = super::throughput::feeder(bytes, seed, super::throughput::Writes::Bulk)?;
     // The log goes to /dev/null here: a GiB on the shared disk would measure the disk, and
     // the formatting work is still done.
     let console = Console::open(&f.paths[0], 1_500_000, None, "/dev/null".as_ref(), "bench")?;

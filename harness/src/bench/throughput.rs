@@ -1,5 +1,9 @@
 //! Throughput and CPU per MiB on one pty stream of kernel-log text ending in the awaited
 //! pattern: a raw read (the limit), hil's console broker + expect engine, rexpect, pexpect.
+//!
+//! The stream is written two ways ([`Writes`]): one write() per line, as a console prints
+//! (the writer's side of the pty is the limit, as in the reference figures), and
+//! 64 KiB at a time (the pty is never short of data: the reader's own speed is the limit).
 
 use super::feeder::{FeedArgs, Feeder};
 use super::patterns::{death_patterns, AWAITED};
@@ -12,8 +16,27 @@ use regex::bytes::Regex;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+/// How the feeder hands the stream to the pty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// One write() per line of text, as a console prints.
+    PerLine,
+    /// 64 KiB per write(): the reader is never waiting for the writer.
+    Bulk,
+}
+
+impl Writes {
+    /// The `stream` field of a result row.
+    pub fn label(self) -> &'static str {
+        match self {
+            Writes::PerLine => "per-line writes",
+            Writes::Bulk => "64 KiB writes",
+        }
+    }
+}
+
 /// One console streaming `bytes` of seeded text as fast as the pty takes it.
-pub(super) fn feeder(bytes: u64, seed: u64) -> anyhow::Result<Feeder> {
+pub(super) fn feeder(bytes: u64, seed: u64, writes: Writes) -> anyhow::Result<Feeder> {
     Feeder::spawn(&FeedArgs {
         consoles: 1,
         bytes,
@@ -22,13 +45,22 @@ pub(super) fn feeder(bytes: u64, seed: u64) -> anyhow::Result<Feeder> {
         marks: 0,
         mark_gap: 0,
         mark_interval_us: 0,
+        per_line: writes == Writes::PerLine,
     })
 }
 
-fn result(engine: &str, bytes: u64, wall: Duration, cpu: Duration, note: &str) -> EngineResult {
+fn result(
+    engine: &str,
+    writes: Writes,
+    bytes: u64,
+    wall: Duration,
+    cpu: Duration,
+    note: &str,
+) -> EngineResult {
     let mib = bytes as f64 / (1 << 20) as f64;
     EngineResult {
         engine: engine.into(),
+        stream: writes.label().into(),
         mib,
         wall_s: wall.as_secs_f64(),
         mib_per_s: mib / wall.as_secs_f64(),
@@ -45,8 +77,9 @@ pub fn raw(
     bytes: u64,
     seed: u64,
     log_to: Option<std::path::PathBuf>,
+    writes: Writes,
 ) -> anyhow::Result<EngineResult> {
-    let mut f = feeder(bytes, seed)?;
+    let mut f = feeder(bytes, seed, writes)?;
     let file = open_tty(&f.paths[0])?;
     let mut log = match &log_to {
         Some(p) => Some(ConsoleLog::create(p, "bench raw")?),
@@ -73,6 +106,7 @@ pub fn raw(
         let _ = std::fs::remove_file(p);
         return Ok(result(
             RAW_LOGGED,
+            writes,
             got,
             wall,
             cpu,
@@ -80,7 +114,8 @@ pub fn raw(
         ));
     }
     Ok(result(
-        "raw pty read",
+        RAW,
+        writes,
         got,
         wall,
         cpu,
@@ -88,6 +123,9 @@ pub fn raw(
     ))
 }
 
+/// The engine names the targets look up.
+pub const RAW: &str = "raw pty read";
+pub const HIL: &str = "hil (broker + log + expect)";
 /// The control row's engine name (not a target's subject).
 pub const RAW_LOGGED: &str = "control: raw read + console log";
 
@@ -97,8 +135,9 @@ pub async fn hil(
     bytes: u64,
     seed: u64,
     log_dir: std::path::PathBuf,
+    writes: Writes,
 ) -> anyhow::Result<EngineResult> {
-    let mut f = feeder(bytes, seed)?;
+    let mut f = feeder(bytes, seed, writes)?;
     let log = log_dir.join("throughput-console.log");
     let console = Console::open(&f.paths[0], 1_500_000, None, &log, "bench")?;
     let mut ex = Expecter::new(console.subscribe(), death_patterns());
@@ -116,7 +155,8 @@ pub async fn hil(
     anyhow::ensure!(got == total, "hil received {got} of {total} bytes");
     let _ = std::fs::remove_file(&log);
     Ok(result(
-        "hil (broker + log + expect)",
+        HIL,
+        writes,
         got,
         wall,
         cpu,
@@ -126,7 +166,7 @@ pub async fn hil(
 
 #[cfg(feature = "bench-rexpect")]
 pub fn rexpect(bytes: u64, seed: u64) -> anyhow::Result<EngineResult> {
-    let mut f = feeder(bytes, seed)?;
+    let mut f = feeder(bytes, seed, Writes::Bulk)?;
     let file = open_tty(&f.paths[0])?;
     let (t0, c0) = (Instant::now(), sys::cpu_time());
     f.go()?;
@@ -135,6 +175,7 @@ pub fn rexpect(bytes: u64, seed: u64) -> anyhow::Result<EngineResult> {
     let total = f.report()?.written[0];
     Ok(result(
         "rexpect 0.6",
+        Writes::Bulk,
         total,
         wall,
         cpu,
@@ -144,13 +185,14 @@ pub fn rexpect(bytes: u64, seed: u64) -> anyhow::Result<EngineResult> {
 
 pub fn pexpect(bytes: u64, seed: u64, cfg: peers::PexpectConfig) -> anyhow::Result<EngineResult> {
     let version = peers::ensure_pexpect()?;
-    let mut f = feeder(bytes, seed)?;
+    let mut f = feeder(bytes, seed, Writes::Bulk)?;
     let p = peers::Pexpect::start(&f.paths[0], false, cfg)?;
     f.go()?;
     let r = p.result()?;
     let total = f.report()?.written[0];
     Ok(result(
         &format!("pexpect {version} ({}:{})", cfg.maxread, cfg.window),
+        Writes::Bulk,
         total,
         Duration::from_secs_f64(r.wall_s),
         Duration::from_secs_f64(r.cpu_s),
@@ -169,10 +211,13 @@ pub fn open_tty(path: &str) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
-/// One row per engine with the median throughput and median CPU per MiB of its runs.
+/// One row per engine and stream with the median throughput and median CPU per MiB of its
+/// runs.
 pub fn medians(runs: &[EngineResult]) -> Vec<EngineResult> {
-    let mut names: Vec<&str> = runs.iter().map(|r| r.engine.as_str()).collect();
-    names.dedup();
+    let mut names: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r.stream.as_str(), r.engine.as_str()))
+        .collect();
     names.sort();
     names.dedup();
     let median = |mut v: Vec<f64>| {
@@ -184,13 +229,17 @@ pub fn medians(runs: &[EngineResult]) -> Vec<EngineResult> {
     names
         .into_iter()
         .rev()
-        .map(|name| {
-            let of: Vec<&EngineResult> = runs.iter().filter(|r| r.engine == name).collect();
+        .map(|(stream, name)| {
+            let of: Vec<&EngineResult> = runs
+                .iter()
+                .filter(|r| r.engine == name && r.stream == stream)
+                .collect();
             let rate = median(of.iter().map(|r| r.mib_per_s).collect());
             let per_mib = median(of.iter().map(|r| r.cpu_s_per_mib).collect());
             let mib = of[0].mib;
             EngineResult {
                 engine: name.to_string(),
+                stream: stream.to_string(),
                 mib,
                 wall_s: mib / rate,
                 mib_per_s: rate,

@@ -45,6 +45,33 @@ fn bench_small_run_measures_every_engine_and_loses_nothing() {
     ] {
         assert!(engines.iter().any(|e| e.starts_with(want)), "{engines:?}");
     }
+    // hil, the raw read and the control each on both streams.
+    for stream in ["per-line writes", "64 KiB writes"] {
+        for name in [
+            "raw pty read",
+            "hil (broker + log + expect)",
+            "control: raw read + console log",
+        ] {
+            let rows = r["throughput"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["engine"] == name && e["stream"] == stream)
+                .count();
+            assert_eq!(rows, 1, "{name} on {stream}: {r:#}");
+        }
+    }
+    let throughput_target = r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["what"] == "engine throughput vs raw pty read")
+        .expect("throughput target");
+    let measured = throughput_target["measured"].as_str().unwrap();
+    assert!(
+        measured.contains("per-line writes") && measured.contains("64 KiB writes"),
+        "{measured}"
+    );
     for e in r["throughput"].as_array().unwrap() {
         assert!(e["mib_per_s"].as_f64().unwrap() > 0.0, "{e}");
         assert!(e["cpu_s_per_mib"].as_f64().unwrap() > 0.0, "{e}");
