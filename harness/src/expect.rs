@@ -107,6 +107,9 @@ impl Expecter {
         timeout: Duration,
     ) -> Result<Matched, ExpectError> {
         let deadline = Instant::now() + timeout;
+        // One timer for the whole call, not one per chunk received.
+        let expired = tokio::time::sleep_until(deadline);
+        tokio::pin!(expired);
         self.searched = 0;
         self.prepare(patterns);
         loop {
@@ -120,8 +123,20 @@ impl Expecter {
                     tail: self.tail(),
                 });
             }
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Err(_) => {
+            let received = if Instant::now() >= deadline {
+                // Checked here too: on a console that floods, the queue may never run dry,
+                // so the receive below never waits and the timer would never be polled.
+                Err(())
+            } else {
+                tokio::select! {
+                    // Output already queued wins over a deadline that passed meanwhile.
+                    biased;
+                    ev = self.rx.recv() => Ok(ev),
+                    () = &mut expired => Err(()),
+                }
+            };
+            match received {
+                Err(()) => {
                     let wanted = patterns
                         .iter()
                         .map(|p| format!("/{}/", p.as_str()))
@@ -432,6 +447,26 @@ mod combined_tests {
             send(&tx, "ok\r\n");
         });
         e.expect(&[&re], Duration::from_secs(2)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_flood_that_never_lets_the_queue_run_dry_still_times_out() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut e = Expecter::new(rx, linux_death_patterns());
+        // 4 GiB of queued output (one shared 4 KiB chunk): far more than can be searched
+        // in the 50 ms allowed, so the queue is never empty when the deadline passes.
+        let chunk: Arc<[u8]> = Arc::from(vec![b'x'; 4096]);
+        for _ in 0..(1 << 20) {
+            tx.send(Event::Data(chunk.clone())).unwrap();
+        }
+        let r = e
+            .expect(&[&Regex::new("never").unwrap()], Duration::from_millis(50))
+            .await;
+        assert!(matches!(r, Err(ExpectError::Timeout { .. })), "{r:?}");
+        assert!(
+            e.rx.try_recv().is_ok(),
+            "timed out only after draining the whole flood"
+        );
     }
 
     #[tokio::test]
