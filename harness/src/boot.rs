@@ -58,6 +58,8 @@ pub struct BoardSession {
     /// Guest images copied to the board: board path → sha256 (verified there).
     pub uploaded: BTreeMap<String, String>,
     guest: Option<Guest>,
+    /// Console gaps (transport lost and reopened) of the consoles already closed.
+    past_console_gaps: u64,
 }
 
 impl BoardSession {
@@ -78,7 +80,14 @@ impl BoardSession {
             bindings: Vec::new(),
             uploaded: BTreeMap::new(),
             guest: None,
+            past_console_gaps: 0,
         }
+    }
+
+    /// How many times the board's console transport went away and was reopened during
+    /// this run, over every boot.
+    pub fn console_gaps(&self) -> u64 {
+        self.past_console_gaps + self.console.as_ref().map_or(0, |c| c.gaps())
     }
 
     pub fn console(&self) -> Option<&Console> {
@@ -116,7 +125,9 @@ impl BoardSession {
             c.mark("power off");
         }
         let r = self.power.off().await;
-        self.console = None;
+        if let Some(c) = self.console.take() {
+            self.past_console_gaps += c.gaps();
+        }
         self.state = State::Off;
         r.map_err(StepError::from)
     }

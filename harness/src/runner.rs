@@ -588,6 +588,10 @@ async fn board_task(
         ));
     }
     let _ = s.power_off().await;
+    // Each gap is also marked in the console log and fails no case by itself; the count
+    // tells a reader of the report that some of the board's output was lost.
+    let gaps = BTreeMap::from([("console_gaps".to_string(), s.console_gaps().to_string())]);
+    let _ = sh.tx.send(Event::Props(name.clone(), gaps));
     if let Err(e) = lease.release() {
         eprintln!("hil: {name}: warning: could not release the lease: {e}");
     }

@@ -198,6 +198,11 @@ fn console_transport_killed_and_restarted_mid_check_is_reopened_with_a_gap_marke
     for name in ["boot", "before", "across-gap", "after"] {
         assert_eq!(case(&results, BOARD, name)["outcome"], "pass", "{name}");
     }
+    // The report says output was lost, not only the log.
+    assert_eq!(
+        results["boards"][0]["properties"]["console_gaps"], "1",
+        "{results:#}"
+    );
     let log = std::fs::read_to_string(&log_path).unwrap();
     let lost = log.find("### hil: console transport lost (").expect(&log);
     let gap = log.find("### hil: console gap: ").expect(&log);

@@ -205,6 +205,7 @@ fn smoke_suite_passes_on_sim_rk3588() {
         props["kernel"].as_str().unwrap_or("").contains("arm64"),
         "{props}"
     );
+    assert_eq!(props["console_gaps"], "0", "{props}");
     // U-Boot typed at over the console, kernel by TFTP, as on a real board
     let log = std::fs::read_to_string(out.join("boards/sim-rk3588/console.log")).unwrap();
     for needle in [
