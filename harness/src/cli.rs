@@ -103,7 +103,8 @@ pub fn main() -> i32 {
     // read that finds its buffer empty waits for the tty's flush worker), and the spare
     // worker keeps the other consoles served meanwhile. With workers = cores, 1024
     // consoles at 1.5 Mbaud fell behind on 2 cores (59–91% of the rate got through); with
-    // one more, 91–99.6% (BENCHMARKS.md). TOKIO_WORKER_THREADS, if set, still decides.
+    // one more, 72–99.6%, and 72–74% against 59–64% in interleaved runs (BENCHMARKS.md).
+    // TOKIO_WORKER_THREADS, if set, still decides.
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         builder.worker_threads(cores + 1);
