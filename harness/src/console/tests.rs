@@ -290,3 +290,72 @@ async fn hostile_output_neither_crashes_nor_stalls_and_later_patterns_match() {
         total >> 20
     );
 }
+
+/// Bursts large enough to count as streaming (the transport then stops at FIONREAD = 0
+/// instead of reading to EAGAIN), each ending in a marker and followed by silence: every
+/// marker must arrive. Stopping while bytes were still readable would leave the end of a
+/// burst unread until the board printed again (here: never, the test waits for it first).
+async fn bursts_each_read_to_their_end(canonical: bool) {
+    let b = bench();
+    let adapter = Adapter::plug(&b.link);
+    let console = open(&b, None);
+    if canonical {
+        // A tty in canonical mode returns one line per read(), so a round of reads stops
+        // with more lines still readable and no new wake-up coming: only FIONREAD knows.
+        let tty = File::options().read(true).open(&b.link).unwrap();
+        // SAFETY: termios calls on an fd we own; the struct is fully written by tcgetattr.
+        unsafe {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&tty);
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(fd, &mut t), 0);
+            t.c_lflag |= libc::ICANON;
+            assert_eq!(libc::tcsetattr(fd, libc::TCSANOW, &t), 0);
+        }
+    }
+    let mut exp = Expecter::new(console.subscribe(), linux_death_patterns());
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<usize>();
+    let writer = std::thread::spawn(move || {
+        let mut m = adapter.master;
+        let mut written = 0u64;
+        let line = "x".repeat(62) + "\r\n";
+        while let Ok(round) = go_rx.recv() {
+            // 13..77 KiB: one write() per line as a console prints, or the whole burst in
+            // one write(), the marker last either way.
+            let mut burst = line.repeat(200 + round * 97 % 1000);
+            burst.push_str(&format!("round {round} done\r\n"));
+            if round % 2 == 0 {
+                for l in burst.split_inclusive('\n') {
+                    m.write_all(l.as_bytes()).unwrap();
+                }
+            } else {
+                m.write_all(burst.as_bytes()).unwrap();
+            }
+            written += burst.len() as u64;
+        }
+        (m, written)
+    });
+    for round in 0..40 {
+        go_tx.send(round).unwrap();
+        let want = re(&format!(r"round {round} done"));
+        exp.expect(&[&want], Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    drop(go_tx);
+    let (_master, written) = writer.join().unwrap();
+    assert_eq!(
+        console.received(),
+        written,
+        "every byte written was received"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_burst_is_read_to_its_end_before_the_console_goes_quiet() {
+    bursts_each_read_to_their_end(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canonical_tty_streaming_a_line_per_read_is_read_to_its_end() {
+    bursts_each_read_to_their_end(true).await;
+}

@@ -37,6 +37,16 @@ impl Transport {
     /// Reads everything available now, up to `buf.len()`; `Ok(0)` means end of stream. A
     /// pty whose other side closed reports EIO, which is returned as an error for the
     /// caller to classify.
+    ///
+    /// "Available now" is found in one of two ways. A console that trickles (a board at
+    /// its baud rate) is read until `read` says EAGAIN: on a tty, that last read first
+    /// waits for the kernel's flush worker to hand over what it still holds, so one wake
+    /// collects a whole burst. A console that streams (this round already brought
+    /// [`STREAMING`] bytes or more) is asked `FIONREAD` instead: the waiting read would
+    /// put this runtime worker to sleep on every round while the flush worker runs, and
+    /// every other console on the worker with it. Measured in `hil bench`: with the check,
+    /// a streaming console costs 10–40% less CPU per MiB; a trickling one costs more, so
+    /// it keeps the waiting read. Bytes that arrive after either check wake the fd again.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable().await?;
@@ -51,6 +61,9 @@ impl Transport {
                 let n = unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) };
                 if n > 0 {
                     got += n as usize;
+                    if got >= STREAMING && got < buf.len() && pending(fd) == Some(0) {
+                        break true;
+                    }
                     continue;
                 }
                 let err = io::Error::last_os_error();
@@ -93,6 +106,20 @@ impl Transport {
         }
         Ok(())
     }
+}
+
+/// Bytes a round of reads must bring before the transport counts as streaming: the size
+/// of the Linux tty line discipline's buffer (`N_TTY_BUF_SIZE`), so a read that got this
+/// much found the buffer full, with the writer ahead of us.
+const STREAMING: usize = 4096;
+
+/// Bytes readable at once without waiting (`FIONREAD`; on a tty, what the line discipline
+/// holds), or `None` if the fd cannot tell.
+fn pending(fd: libc::c_int) -> Option<libc::c_int> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for it.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    (r == 0).then_some(n)
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
