@@ -252,7 +252,7 @@ async fn pump(
                     // otherwise keep this task going for tokio's whole budget (128 reads,
                     // megabytes) while they queue up. Not after every chunk: with several
                     // runtime workers, a yield per chunk cost a streaming console 12–25%
-                    // more CPU per MiB in `hil bench` (the task moves between workers).
+                    // more CPU per MiB in `hil bench` (with one worker it cost nothing).
                     published += n;
                     if published >= YIELD_EVERY {
                         published = 0;
