@@ -18,6 +18,10 @@ use tokio::time::Instant;
 const LOOKBACK: usize = 4096;
 /// Unconsumed text kept at most; older bytes are dropped (they are in the log on disk).
 const WINDOW: usize = 1 << 20;
+/// Queued output taken in before one search: a quarter of the window, so the window's
+/// trimming never drops bytes that were not searched yet. The console broker yields to
+/// its subscribers after publishing as much.
+pub const BURST: usize = WINDOW / 4;
 
 /// A pattern that means the board died: it aborts whatever step is waiting.
 #[derive(Debug, Clone)]
@@ -155,9 +159,9 @@ impl Expecter {
                 Ok(None) => self.closed = Some("console broker stopped".into()),
             }
             // Take what is already queued before searching again: one search per burst. A
-            // burst is cut at a quarter of the window, so the window's trimming in `push`
-            // never drops bytes that were not searched yet.
-            while self.buf.len() - self.searched < WINDOW / 4 {
+            // burst is cut at BURST, so the window's trimming in `push` never drops bytes
+            // that were not searched yet.
+            while self.buf.len() - self.searched < BURST {
                 let Ok(ev) = self.rx.try_recv() else { break };
                 match ev {
                     Event::Data(d) => self.push(&d),

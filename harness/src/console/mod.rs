@@ -216,8 +216,8 @@ async fn broker(
 }
 
 /// Bytes published to subscribers between two yields of the broker: the burst an expect
-/// engine takes in at once (a quarter of its window), so its queue stays that short.
-const YIELD_EVERY: usize = 256 * 1024;
+/// engine takes in at once, so its queue stays that short.
+const YIELD_EVERY: usize = crate::expect::BURST;
 
 /// Moves bytes between one transport, the log and the subscribers until it fails.
 async fn pump(
