@@ -5,17 +5,17 @@
 //! and IOMMU groups, VFIO bind, KVM, guest boot, passthrough checks), each with its `hint`.
 //! Prints a ✔/✘ list and writes `summary.md` and `checklist.json`.
 
-use crate::boot::{BoardSession, State};
-use crate::checks::CheckSpec;
 use crate::config::Suite;
-use crate::error::StepError;
+use crate::engine::policy::RetryPrompt;
+use crate::engine::Policy;
 use crate::outcome::{exit, Outcome};
-use crate::runner::BoardPlan;
+use crate::report::CaseReport;
+use crate::runner::{BoardPlan, RunOptions};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct ChecklistArgs {
@@ -29,6 +29,9 @@ pub struct ChecklistArgs {
     /// Report directory (default: reports/<run-id>/).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Queue for a board another run holds instead of refusing at once.
+    #[arg(long)]
+    wait: bool,
 }
 
 /// One line of the checklist.
@@ -63,164 +66,83 @@ pub async fn cli(args: ChecklistArgs) -> anyhow::Result<i32> {
             args.board
         )))
     });
-    run(&plan, &suite, &out, args.interactive).await
+    run(plan, suite, &out, args.interactive, args.wait).await
 }
 
-/// Runs the checklist; exit 0 when every step passed, else the blocker's exit status.
+/// Runs the checklist on the engine (stop at the first blocker, staged boot); exit 0 when
+/// every step passed, else the blocker's exit status.
 pub async fn run(
-    plan: &BoardPlan,
-    suite: &Suite,
+    plan: BoardPlan,
+    suite: Suite,
     out: &Path,
     interactive: bool,
+    wait: bool,
 ) -> anyhow::Result<i32> {
-    let run_dir = out.join("boards").join(&plan.board.name);
-    std::fs::create_dir_all(&run_dir)?;
-    let mut props = BTreeMap::new();
-    eprintln!("checklist: board {} → {}", plan.board.name, out.display());
-    let mut steps: Vec<Step> = Vec::new();
-    let mut s = match crate::runner::prepare(plan, &run_dir, &mut props, None).await {
-        Ok(s) => s,
-        Err(e) => {
-            steps.push(step(
-                "prepare",
-                e.outcome(),
-                e.to_string(),
-                Some("the lab could not prepare the board: see the message".into()),
-                0.0,
-            ));
-            return finish(plan, out, &steps, suite);
+    let board = plan.board.name.clone();
+    eprintln!("checklist: board {board} → {}", out.display());
+    let hints: BTreeMap<String, Option<String>> = suite
+        .checks
+        .iter()
+        .map(|c| (c.name.clone(), c.hint.clone()))
+        .collect();
+    let check_names: Vec<String> = suite.checks.iter().map(|c| c.name.clone()).collect();
+    let prompt: Option<RetryPrompt> = interactive.then(|| {
+        let hints = hints.clone();
+        Arc::new(move |c: &CaseReport| {
+            print_step(&step_of(c, &hints));
+            ask_retry(&c.name)
+        }) as RetryPrompt
+    });
+    let run_id = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| crate::suite_run::run_id(&format!("checklist-{board}")));
+    let report = crate::runner::run(RunOptions {
+        suite,
+        boards: vec![plan],
+        out: out.to_path_buf(),
+        run_id,
+        progress: false,
+        leases: crate::lease::Leases::from_env(),
+        policy: Policy::checklist(wait, prompt),
+        image_set: None,
+    })
+    .await?;
+    if report.exit_code == Some(exit::INTERRUPTED) {
+        return Ok(exit::INTERRUPTED);
+    }
+    // Cases the engine did not run are the checklist's "not run" lines, not steps.
+    let steps: Vec<Step> = report
+        .cases()
+        .filter(|(_, c)| c.outcome != Outcome::Skipped)
+        .map(|(_, c)| step_of(c, &hints))
+        .collect();
+    for st in &steps {
+        print_step(st);
+    }
+    finish(&board, out, &steps, &check_names)
+}
+
+/// A case of the engine as a checklist line, with what to fix when it did not pass: the
+/// suite check's own `hint`, or for the engine's steps the hint of the stage that stopped.
+fn step_of(c: &CaseReport, hints: &BTreeMap<String, Option<String>>) -> Step {
+    let hint = match c.name.as_str() {
+        "console alive" => Some(CONSOLE_HINT.to_string()),
+        "bootloader reached" if c.message.contains("TFTP") => Some(TFTP_HINT.to_string()),
+        "bootloader reached" => Some(BOOTLOADER_HINT.to_string()),
+        "kernel boots" => Some(KERNEL_HINT.to_string()),
+        "lease" => {
+            Some("another run holds the board: wait for it, or run with --wait to queue".into())
         }
+        "prepare" => Some("the lab could not prepare the board: see the message".into()),
+        "teardown" => Some("devices or power were not put back: check the board by hand".into()),
+        name => hints
+            .get(name)
+            .cloned()
+            .flatten()
+            .or_else(|| Some(format!("see the {name} step's message"))),
     };
-    let mut stopped = false;
-    // Boot: three steps, told apart by how far the board got.
-    loop {
-        let t = Instant::now();
-        let r = s.reach(State::Bootloader).await;
-        let alive = s.console().is_some_and(|c| c.received() > 0);
-        let secs = t.elapsed().as_secs_f64();
-        let failed = match r {
-            Ok(()) => {
-                steps.push(step(
-                    "console alive",
-                    Outcome::Pass,
-                    "the board prints on its console".into(),
-                    None,
-                    0.0,
-                ));
-                steps.push(step(
-                    "bootloader reached",
-                    Outcome::Pass,
-                    format!(
-                        "prompt {:?} in {secs:.1} s, commands done",
-                        s.board.bootloader.prompt
-                    ),
-                    None,
-                    secs,
-                ));
-                None
-            }
-            Err(e) if !alive => Some(step(
-                "console alive",
-                e.outcome(),
-                e.to_string(),
-                Some(CONSOLE_HINT.into()),
-                secs,
-            )),
-            Err(e) => {
-                steps.push(step(
-                    "console alive",
-                    Outcome::Pass,
-                    "the board prints on its console".into(),
-                    None,
-                    0.0,
-                ));
-                let hint = if e.to_string().contains("TFTP") {
-                    TFTP_HINT
-                } else {
-                    BOOTLOADER_HINT
-                };
-                Some(step(
-                    "bootloader reached",
-                    e.outcome(),
-                    e.to_string(),
-                    Some(hint.into()),
-                    secs,
-                ))
-            }
-        };
-        let failed = match failed {
-            Some(f) => Some(f),
-            None => {
-                let t = Instant::now();
-                match s.reach(State::LinuxConsole).await {
-                    Ok(()) => {
-                        let kernel = s.facts.get("kernel").cloned().unwrap_or_default();
-                        steps.push(step(
-                            "kernel boots",
-                            Outcome::Pass,
-                            format!("{kernel}, shell in {:.1} s", t.elapsed().as_secs_f64()),
-                            None,
-                            t.elapsed().as_secs_f64(),
-                        ));
-                        None
-                    }
-                    Err(e) => Some(step(
-                        "kernel boots",
-                        e.outcome(),
-                        e.to_string(),
-                        Some(KERNEL_HINT.into()),
-                        t.elapsed().as_secs_f64(),
-                    )),
-                }
-            }
-        };
-        match failed {
-            None => break,
-            Some(f) => {
-                let _ = s.power_off().await;
-                if interactive {
-                    for st in &steps {
-                        print_step(st);
-                    }
-                    print_step(&f);
-                    if ask_retry(&f) {
-                        steps.clear();
-                        continue;
-                    }
-                }
-                steps.push(f);
-                stopped = true;
-                break;
-            }
-        }
-    }
-    if !(stopped && interactive) {
-        for st in &steps {
-            print_step(st);
-        }
-    }
-    if !stopped {
-        for spec in &suite.checks {
-            let st = loop {
-                let st = run_step(&mut s, spec).await;
-                print_step(&st);
-                if st.outcome != Outcome::Pass && interactive && ask_retry(&st) {
-                    continue;
-                }
-                break st;
-            };
-            let pass = st.outcome == Outcome::Pass;
-            steps.push(st);
-            if !pass {
-                break;
-            }
-        }
-    }
-    if let Err(e) = s.teardown().await {
-        eprintln!("checklist: teardown: {e}");
-    }
-    let _ = s.power_off().await;
-    finish(plan, out, &steps, suite)
+    step(&c.name, c.outcome, c.message.clone(), hint, c.duration_s)
 }
 
 fn step(
@@ -237,27 +159,6 @@ fn step(
         hint: if outcome == Outcome::Pass { None } else { hint },
         duration_s,
     }
-}
-
-/// One suite check as a checklist step: the board state it needs, then the check, within
-/// its time limit.
-async fn run_step(s: &mut BoardSession, spec: &CheckSpec) -> Step {
-    let t = Instant::now();
-    let r: Result<crate::checks::CheckOutput, StepError> = match s.reach(spec.needs()).await {
-        Err(e) => Err(e),
-        Ok(()) => tokio::time::timeout(spec.timeout + Duration::from_secs(10), spec.run(s))
-            .await
-            .unwrap_or(Err(StepError::CheckTimeout(spec.timeout.as_secs()))),
-    };
-    let (outcome, detail) = match r {
-        Ok(o) => (o.outcome.unwrap_or(Outcome::Pass), o.message),
-        Err(e) => (e.outcome(), e.to_string()),
-    };
-    let hint = spec
-        .hint
-        .clone()
-        .or_else(|| Some(format!("see the {} step's message", spec.name)));
-    step(&spec.name, outcome, detail, hint, t.elapsed().as_secs_f64())
 }
 
 fn print_step(st: &Step) {
@@ -277,8 +178,8 @@ fn print_step(st: &Step) {
 }
 
 /// Interactive: the operator fixes the blocker and retries, or stops.
-fn ask_retry(st: &Step) -> bool {
-    eprint!("checklist: {} did not pass. Fix it, then press Enter to retry, or type q and Enter to stop: ", st.name);
+fn ask_retry(name: &str) -> bool {
+    eprint!("checklist: {name} did not pass. Fix it, then press Enter to retry, or type q and Enter to stop: ");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     match std::io::stdin().lock().read_line(&mut line) {
@@ -287,15 +188,15 @@ fn ask_retry(st: &Step) -> bool {
     }
 }
 
-fn finish(plan: &BoardPlan, out: &Path, steps: &[Step], suite: &Suite) -> anyhow::Result<i32> {
+fn finish(board: &str, out: &Path, steps: &[Step], checks: &[String]) -> anyhow::Result<i32> {
     let boot_names = ["console alive", "bootloader reached", "kernel boots"];
     let all: Vec<&str> = boot_names
         .iter()
         .copied()
-        .chain(suite.checks.iter().map(|c| c.name.as_str()))
+        .chain(checks.iter().map(|c| c.as_str()))
         .collect();
     let blocker = steps.iter().find(|s| s.outcome != Outcome::Pass);
-    let mut md = format!("# Bring-up checklist: {}\n\n", plan.board.name);
+    let mut md = format!("# Bring-up checklist: {board}\n\n");
     for st in steps {
         md.push_str(&format!(
             "- {} **{}** — {}\n",
@@ -332,7 +233,7 @@ fn finish(plan: &BoardPlan, out: &Path, steps: &[Step], suite: &Suite) -> anyhow
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("summary.md"), &md)?;
     let json = serde_json::json!({
-        "board": plan.board.name,
+        "board": board,
         "steps": steps,
         "not_run": not_run,
         "stopped_at": blocker.map(|b| b.name.clone()),
@@ -381,11 +282,7 @@ mod tests {
     #[test]
     fn a_blocker_stops_the_list_and_later_steps_show_as_not_run() {
         let suite = Suite::load(&repo_file("suites/bring-up.toml")).unwrap();
-        let path = repo_file("boards/sim-rk3588.toml");
-        let plan = BoardPlan {
-            board: crate::config::Board::load(&path).unwrap(),
-            path,
-        };
+        let checks: Vec<String> = suite.checks.iter().map(|c| c.name.clone()).collect();
         let out = tempfile::tempdir().unwrap();
         let steps = vec![
             step(
@@ -408,7 +305,7 @@ mod tests {
         ];
         // A passing step never carries a hint.
         assert!(steps[0].hint.is_none());
-        let code = finish(&plan, out.path(), &steps, &suite).unwrap();
+        let code = finish("sim-rk3588", out.path(), &steps, &checks).unwrap();
         assert_eq!(code, exit::FAIL);
         let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
         assert!(
@@ -431,7 +328,7 @@ mod tests {
             1.0,
         )];
         assert_eq!(
-            finish(&plan, out.path(), &steps, &suite).unwrap(),
+            finish("sim-rk3588", out.path(), &steps, &checks).unwrap(),
             exit::INFRASTRUCTURE
         );
     }

@@ -76,10 +76,7 @@ enum LabCmd {
     },
 }
 
-/// Errors that map to "bad usage or configuration".
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub use crate::error::UsageError;
 
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -120,16 +117,12 @@ pub fn main() -> i32 {
     let code = match r {
         Ok(code) => code,
         Err(e) => {
-            if let Some(c) = e.downcast_ref::<ConfigErrors>() {
-                eprintln!("error: {c}");
-                exit::CONFIG
-            } else if let Some(u) = e.downcast_ref::<UsageError>() {
-                eprintln!("error: {u}");
-                exit::CONFIG
-            } else {
-                eprintln!("error: {e:#}");
-                exit::INFRASTRUCTURE
+            let (code, hint) = crate::error::classify(&e);
+            eprintln!("error: {e:#}");
+            if let Some(h) = hint {
+                eprintln!("  hint: {h}");
             }
+            code
         }
     };
     // Blocking SSH calls may still be waiting on a dead board; do not wait for them.
@@ -227,17 +220,18 @@ async fn run(
         ))
         .into());
     }
-    crate::runner::run(RunOptions {
+    let report = crate::runner::run(RunOptions {
         suite,
         boards: plans,
         out,
         run_id,
         progress: std::io::stderr().is_terminal(),
         leases: crate::lease::Leases::from_env(),
-        wait,
+        policy: crate::engine::Policy::run(wait),
         image_set: None,
     })
-    .await
+    .await?;
+    Ok(report.exit_code.unwrap_or_else(|| report.exit_status()))
 }
 
 fn writable_dir(dir: &std::path::Path) -> std::io::Result<()> {

@@ -18,7 +18,7 @@ pub struct UpState {
 /// Expands a sim board's placeholders after making sure its images exist.
 pub async fn sim_board(path: &Path, board: &Board) -> anyhow::Result<(Board, PathBuf)> {
     if !board.simulated {
-        anyhow::bail!(crate::cli::UsageError(format!(
+        anyhow::bail!(crate::error::UsageError(format!(
             "board {} is not simulated; `hil lab` only manages sim boards",
             board.name
         )));
@@ -56,12 +56,19 @@ pub async fn up((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    // The board is ours until `hil lab down` (or up_ttl_s): a run refuses it, naming us.
+    let leases = crate::lease::Leases::from_env();
+    let ttl = std::time::Duration::from_secs(board.lease.up_ttl_s);
+    leases.try_acquire(&board.name, &crate::lease::Leases::lab_up_owner(), ttl)?;
     let mut q = QemuPower::new_detached(&board, dir.clone());
     // A board whose serial port qemu.args wire to a relay has its console at its own path.
-    let pty = q
-        .arm()
-        .await?
-        .unwrap_or_else(|| board.console.device.clone());
+    let pty = match q.arm().await {
+        Ok(p) => p.unwrap_or_else(|| board.console.device.clone()),
+        Err(e) => {
+            let _ = leases.release_lab_up(&board.name);
+            return Err(e.into());
+        }
+    };
     let st = UpState {
         pid: q.pid().unwrap_or(0),
         pty: pty.clone(),
@@ -79,6 +86,8 @@ pub async fn up((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
 pub async fn down((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
     let (board, dir) = sim_board(path, board).await?;
     let Some(st) = running(&dir) else {
+        // A lease left by an `up` whose QEMU died is given back too.
+        crate::lease::Leases::from_env().release_lab_up(&board.name)?;
         println!("{} is not up", board.name);
         return Ok(());
     };
@@ -97,6 +106,7 @@ pub async fn down((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
     // SAFETY: the pid is the QEMU our `up` started (recorded in its state file).
     unsafe { libc::kill(st.pid as i32, libc::SIGKILL) };
     let _ = std::fs::remove_file(state_path(&dir));
+    crate::lease::Leases::from_env().release_lab_up(&board.name)?;
     println!("{} is down", board.name);
     Ok(())
 }

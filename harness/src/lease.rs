@@ -20,6 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const DEFAULT_DIR: &str = "/var/tmp/hil-leases";
 
+/// The job name of a lease taken by `hil lab up`.
+pub const LAB_UP_JOB: &str = "lab-up";
+
 /// Who holds (or wants) a board.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Owner {
@@ -76,6 +79,11 @@ pub struct Record {
     pub acquired: f64,
     pub heartbeat: f64,
     pub ttl_s: u64,
+    /// Grows with every grant of this board (a takeover gets the previous token + 1), so
+    /// a holder can prove before each board-touching step that the lease it acts under is
+    /// still the current one, not only that a file with its name exists.
+    #[serde(default)]
+    pub token: u64,
 }
 
 impl Record {
@@ -125,6 +133,13 @@ pub fn now() -> f64 {
 pub enum LeaseError {
     #[error("board {board} is busy: {holder}")]
     Busy { board: String, holder: String },
+    /// The lease this process held is gone or belongs to someone else now.
+    #[error("lease of board {board} lost: {why}")]
+    Lost { board: String, why: String },
+    /// Another process kept the board's lock file locked for longer than a lease step
+    /// can take (a hung process, or a filesystem whose locks never return).
+    #[error("lease lock {path} still held by another process after {secs} s; if no hil runs on this board, the filesystem's locks may be broken (NFS without lock support)")]
+    LockTimeout { path: String, secs: u64 },
     #[error("lease directory {dir}: {err}")]
     Io { dir: String, err: String },
 }
@@ -169,16 +184,26 @@ impl Leases {
     }
 
     /// Runs `f` with the board's lock file held (blocking; the critical sections are a
-    /// read and a rename).
+    /// read and a rename, so anyone holding the lock longer than [`LOCK_WAIT`] is stuck).
     fn locked<T>(&self, board: &str, f: impl FnOnce() -> T) -> Result<T, LeaseError> {
         self.ensure_dir()?;
+        let path = self.dir.join(format!("{board}.lock"));
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(self.dir.join(format!("{board}.lock")))
+            .open(&path)
             .map_err(|e| self.io(e))?;
-        flock(&lock).map_err(|e| self.io(e))?;
+        match flock_within(&lock, LOCK_WAIT) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(LeaseError::LockTimeout {
+                    path: path.display().to_string(),
+                    secs: LOCK_WAIT.as_secs(),
+                })
+            }
+            Err(e) => return Err(self.io(e)),
+        }
         let r = f();
         drop(lock); // closing the file releases the lock
         Ok(r)
@@ -228,28 +253,78 @@ impl Leases {
                 acquired: t,
                 heartbeat: t,
                 ttl_s: ttl.as_secs().max(1),
+                token: previous.as_ref().map_or(0, |p| p.token).saturating_add(1),
             };
             self.write(&rec)?;
             Ok((rec, previous.filter(|p| p.owner != *owner)))
         })?
     }
 
-    /// Refreshes the heartbeat; an error when the lease is no longer ours (it expired and
-    /// someone took it over).
+    /// Refreshes the heartbeat; [`LeaseError::Lost`] when the lease is no longer ours (it
+    /// expired and someone took it over, or it was removed): a lost lease is never
+    /// re-created, since someone else may hold the board by now.
     pub fn renew(&self, rec: &mut Record) -> Result<(), LeaseError> {
         self.locked(&rec.board.clone(), || {
-            match self.read(&rec.board) {
-                Some(cur) if cur.owner == rec.owner => {}
-                Some(cur) => {
-                    return Err(LeaseError::Busy {
-                        board: rec.board.clone(),
-                        holder: format!("lease lost: now {}", cur.describe(now())),
-                    })
-                }
-                None => {} // removed by hand: take it back
-            }
+            self.verify(rec)?;
             rec.heartbeat = now();
             self.write(rec)
+        })?
+    }
+
+    /// The fencing check: the lease file still holds this very grant (same owner, same
+    /// token) and it has not expired.
+    fn verify(&self, rec: &Record) -> Result<(), LeaseError> {
+        let lost = |why: String| LeaseError::Lost {
+            board: rec.board.clone(),
+            why,
+        };
+        match self.read(&rec.board) {
+            Some(cur) if cur.owner == rec.owner && cur.token == rec.token => {
+                if cur.expired(now()) {
+                    Err(lost(format!(
+                        "it expired {:.0} s ago (heartbeats stopped or the clock jumped)",
+                        now() - cur.expires()
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
+            Some(cur) => Err(lost(format!("now {}", cur.describe(now())))),
+            None => Err(lost("the lease file was removed".into())),
+        }
+    }
+
+    /// [`Self::verify`] under the board's lock.
+    pub fn check_current(&self, rec: &Record) -> Result<(), LeaseError> {
+        self.locked(&rec.board, || self.verify(rec))?
+    }
+
+    /// The owner of a board started by `hil lab up`: it outlives the process that took the
+    /// lease, so it is matched by job and user, not by pid.
+    pub fn lab_up_owner() -> Owner {
+        Owner {
+            job: LAB_UP_JOB.into(),
+            ..Owner::this_process("lab-up")
+        }
+    }
+
+    /// Whether `rec` is a `hil lab up` lease of this user (which `hil console` and `hil
+    /// lab down` of the same user may act under).
+    pub fn is_own_lab_up(rec: &Record) -> bool {
+        let me = Owner::this_process("");
+        rec.owner.job == LAB_UP_JOB && rec.owner.user == me.user && rec.owner.host == me.host
+    }
+
+    /// `hil lab down`: gives back this user's `lab up` lease of the board.
+    pub fn release_lab_up(&self, board: &str) -> Result<(), LeaseError> {
+        self.locked(board, || {
+            if self
+                .read(board)
+                .is_some_and(|cur| Self::is_own_lab_up(&cur))
+            {
+                std::fs::remove_file(self.file(board)).map_err(|e| self.io(e))?;
+            }
+            Ok(())
         })?
     }
 
@@ -279,17 +354,30 @@ impl Leases {
     }
 }
 
-fn flock(f: &File) -> std::io::Result<()> {
+/// How long a lease step waits for the board's lock file. The critical sections under it
+/// are a read and a rename (milliseconds), so this only bounds a stuck peer.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Takes an exclusive `flock` within `wait` (polled: a blocking flock cannot time out).
+/// `Ok(false)` when it stayed taken.
+fn flock_within(f: &File, wait: Duration) -> std::io::Result<bool> {
+    let deadline = std::time::Instant::now() + wait;
     loop {
         // SAFETY: the fd is valid for the life of `f`.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if r == 0 {
-            return Ok(());
+            return Ok(true);
         }
         let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
+        match e.kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock => {}
+            _ => return Err(e),
         }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -354,9 +442,15 @@ impl Held {
                     l2.renew(&mut rec)
                 })
                 .await;
-                if let Ok(Err(e)) = res {
-                    let _ = lost_tx.send(Some(e.to_string()));
-                    return;
+                match res {
+                    Ok(Err(e @ LeaseError::Lost { .. })) => {
+                        let _ = lost_tx.send(Some(e.to_string()));
+                        return;
+                    }
+                    // A lock or I/O hiccup: the next heartbeat tries again; if none gets
+                    // through before the TTL, the fencing check finds the lease expired.
+                    Ok(Err(e)) => eprintln!("hil: warning: lease heartbeat: {e}"),
+                    _ => {}
                 }
             }
         });
@@ -377,6 +471,36 @@ impl Held {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Proves the lease is still ours before a board-touching step (power, flash, boot,
+    /// VFIO, teardown): a lost heartbeat, or a file that no longer holds this grant, is
+    /// an error naming why. Runs on the blocking pool (a lock and a read).
+    pub async fn check_current(&self) -> Result<(), LeaseError> {
+        if let Some(why) = self.lost.borrow().clone() {
+            return Err(LeaseError::Lost {
+                board: self.record().board,
+                why,
+            });
+        }
+        let (l, rec) = (self.leases.clone(), self.record());
+        tokio::task::spawn_blocking(move || l.check_current(&rec))
+            .await
+            .map_err(|e| self.leases.io(e))?
+    }
+
+    /// Resolves when a heartbeat finds the lease lost, with why.
+    pub async fn lost(&self) -> String {
+        let mut rx = self.lost.clone();
+        let why = match rx.wait_for(|v| v.is_some()).await {
+            Ok(v) => v.clone(),
+            // The heartbeat task ended without a verdict (aborted at release).
+            Err(_) => None,
+        };
+        match why {
+            Some(w) => w,
+            None => std::future::pending().await,
+        }
     }
 
     /// Gives the board back (a lock and an unlink: quick enough to do in place).
@@ -461,12 +585,42 @@ mod tests {
         assert_eq!(prev.unwrap().owner.pid, 1);
         // The old holder's heartbeat now fails instead of stealing it back.
         let e = l.renew(&mut rec).unwrap_err().to_string();
-        assert!(e.contains("lease lost"), "{e}");
+        assert!(e.contains("lease of board b1 lost: now held by"), "{e}");
+        assert!(l.check_current(&rec).is_err());
+        l.check_current(&mine).unwrap();
+        assert_eq!(mine.token, rec.token + 1, "a takeover gets the next token");
         // Release by a non-holder leaves the lease alone; by the holder removes it.
         l.release(&rec).unwrap();
         assert!(l.read("b1").is_some());
         l.release(&mine).unwrap();
         assert!(l.read("b1").is_none());
+    }
+
+    #[test]
+    fn a_removed_lease_is_lost_and_never_recreated() {
+        let (_t, l) = dir();
+        let (mut rec, _) = l
+            .try_acquire("b1", &owner(1), Duration::from_secs(60))
+            .unwrap();
+        std::fs::remove_file(l.file("b1")).unwrap();
+        let e = l.renew(&mut rec).unwrap_err();
+        assert!(matches!(e, LeaseError::Lost { .. }), "{e}");
+        assert!(l.read("b1").is_none(), "renew re-created the lease");
+    }
+
+    #[test]
+    fn a_stuck_lock_is_a_timeout_not_a_hang() {
+        let (_t, l) = dir();
+        l.ensure_dir().unwrap();
+        let f = File::create(l.dir.join("b1.lock")).unwrap();
+        // SAFETY: valid fd.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let other = File::open(l.dir.join("b1.lock")).unwrap();
+        let t = std::time::Instant::now();
+        assert!(!flock_within(&other, Duration::from_millis(300)).unwrap());
+        assert!(t.elapsed() < Duration::from_secs(2));
+        drop(f);
+        assert!(flock_within(&other, Duration::from_millis(300)).unwrap());
     }
 
     #[test]

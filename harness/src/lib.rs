@@ -1,8 +1,9 @@
 //! hil: a hardware-in-the-loop test harness for boards that host virtual machines.
 //!
 //! The library holds everything; the `hil` binary is a thin CLI over [`cli`].
-//! Data flows: [`config`] → [`runner`] (one task per board) → [`boot`] (power, console,
-//! bootloader, Linux, SSH) → [`checks`] → [`report`].
+//! Data flows: [`config`] → [`runner`] (the dispatcher: one [`engine::BoardRun`] task per
+//! board) → [`engine`] (lease, prepare, flash, boot, checks, teardown) → [`boot`] (power,
+//! console, bootloader, Linux, SSH) and [`checks`] → [`report`].
 
 pub mod attach;
 pub mod bench;
@@ -13,6 +14,7 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod engine;
 pub mod error;
 pub mod expect;
 pub mod flash;

@@ -1,9 +1,11 @@
 //! One `hil run` as a library call, for the commands built on it (nightly, bisect,
-//! checklist): loads the suite and boards, calls [`crate::runner::run`], reads back the
-//! `results.json` it wrote.
+//! checklist): loads the suite and boards, calls [`crate::runner::run`] and hands back the
+//! typed report it returns (the same types `results.json` is written from).
 
 use crate::config::{board, Board, ConfigErrors, Suite};
+use crate::engine::Policy;
 use crate::image_set::ImageSet;
+use crate::report::RunReport;
 use crate::runner::{BoardPlan, RunOptions};
 use std::path::{Path, PathBuf};
 
@@ -12,8 +14,8 @@ use std::path::{Path, PathBuf};
 pub struct SuiteRun {
     pub exit_code: i32,
     pub dir: PathBuf,
-    /// `results.json` as written by the runner.
-    pub results: serde_json::Value,
+    /// The run's report, as `results.json` holds it.
+    pub report: RunReport,
 }
 
 /// Loads board files by name; every bad one is reported at once.
@@ -50,7 +52,8 @@ pub fn run_id(label: &str) -> String {
     )
 }
 
-/// Runs `suite` on `boards` (at once, one task per board) into `out`.
+/// Runs `suite` on `boards` (at once, one engine per board) into `out`. Nightly and
+/// bisect queue for a board another run holds.
 pub async fn run_suite(
     suite: &Path,
     boards: &[String],
@@ -60,43 +63,20 @@ pub async fn run_suite(
     let suite = Suite::load(suite)?;
     let plans = load_boards(boards)?;
     let id = run_id(&suite.name);
-    let exit_code = crate::runner::run(RunOptions {
+    let report = crate::runner::run(RunOptions {
         suite,
         boards: plans,
         out: out.to_path_buf(),
         run_id: id,
         progress: false,
-        // Nightly, bisect and checklist queue for a board another run holds.
         leases: crate::lease::Leases::from_env(),
-        wait: true,
+        policy: Policy::batch(),
         image_set,
     })
     .await?;
-    let path = out.join("results.json");
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let results = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{} is not valid JSON: {e}", path.display()))?;
     Ok(SuiteRun {
-        exit_code,
+        exit_code: report.exit_code.unwrap_or_else(|| report.exit_status()),
         dir: out.to_path_buf(),
-        results,
+        report,
     })
-}
-
-/// Every case of a results.json as (board, case).
-pub fn cases(results: &serde_json::Value) -> Vec<(&str, &serde_json::Value)> {
-    results["boards"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|b| {
-            let name = b["name"].as_str().unwrap_or("?");
-            b["cases"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(move |c| (name, c))
-        })
-        .collect()
 }

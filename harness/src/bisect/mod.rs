@@ -8,7 +8,9 @@ pub mod manifest;
 pub mod search;
 
 use crate::image_set::ImageSet;
-use crate::suite_run::{cases, run_suite, SuiteRun};
+use crate::outcome::Outcome;
+use crate::report::{CaseReport, RunReport};
+use crate::suite_run::{run_suite, SuiteRun};
 use search::{Found, Search, Verdict};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -39,59 +41,57 @@ pub struct Judgement {
     pub reason: String,
 }
 
-/// Judges one run's results. With `check`, that check decides (pass good, fail bad,
+/// Judges one run's report. With `check`, that check decides (pass good, fail bad,
 /// anything else skip). Without, any infrastructure/harness error or blocked case skips
 /// the build, then any failure makes it bad, and passing checks make it good.
-pub fn judge(results: &Value, check: Option<&str>) -> Judgement {
-    let all = cases(results);
-    let describe = |board: &str, c: &Value| {
+pub fn judge(report: &RunReport, check: Option<&str>) -> Judgement {
+    let all: Vec<(&str, &CaseReport)> = report.cases().collect();
+    let describe = |board: &str, c: &CaseReport| {
         format!(
             "{board}/{}: {}{}",
-            c["name"].as_str().unwrap_or("?"),
-            c["outcome"].as_str().unwrap_or("?"),
-            match c["message"].as_str() {
-                Some(m) if !m.is_empty() => format!(": {}", first_line(m)),
-                _ => String::new(),
+            c.name,
+            c.outcome.json_name(),
+            if c.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", first_line(&c.message))
             }
         )
     };
     // Why checks did not run, when they did not: the first case that was not a pass/skip.
     let cause = || {
         all.iter()
-            .find(|(_, c)| !matches!(c["outcome"].as_str(), Some("pass" | "skipped")))
+            .find(|(_, c)| !matches!(c.outcome, Outcome::Pass | Outcome::Skipped))
             .map(|(b, c)| describe(b, c))
     };
     if let Some(name) = check {
-        let Some((b, c)) = all.iter().find(|(_, c)| c["name"] == name) else {
+        let Some((b, c)) = all.iter().find(|(_, c)| c.name == name) else {
             return Judgement {
                 verdict: Verdict::Skip,
                 reason: format!("check {name} is not in the report"),
             };
         };
-        let verdict = match c["outcome"].as_str() {
-            Some("pass") => Verdict::Good,
-            Some("fail") => Verdict::Bad,
+        let verdict = match c.outcome {
+            Outcome::Pass => Verdict::Good,
+            Outcome::Fail => Verdict::Bad,
             _ => Verdict::Skip,
         };
         let mut reason = describe(b, c);
-        if c["outcome"] == "skipped" {
+        if c.outcome == Outcome::Skipped {
             if let Some(why) = cause() {
                 reason = format!("{reason} ({why})");
             }
         }
         return Judgement { verdict, reason };
     }
-    let with = |o: &[&str]| {
-        all.iter()
-            .find(|(_, c)| o.contains(&c["outcome"].as_str().unwrap_or("")))
-    };
-    if let Some((b, c)) = with(&["error:infrastructure", "error:harness", "blocked"]) {
+    let with = |o: &[Outcome]| all.iter().find(|(_, c)| o.contains(&c.outcome));
+    if let Some((b, c)) = with(&[Outcome::InfraError, Outcome::HarnessError, Outcome::Blocked]) {
         return Judgement {
             verdict: Verdict::Skip,
             reason: describe(b, c),
         };
     }
-    if let Some((b, c)) = with(&["fail"]) {
+    if let Some((b, c)) = with(&[Outcome::Fail]) {
         return Judgement {
             verdict: Verdict::Bad,
             reason: describe(b, c),
@@ -99,7 +99,10 @@ pub fn judge(results: &Value, check: Option<&str>) -> Judgement {
     }
     let passed = all
         .iter()
-        .filter(|(_, c)| c["outcome"] == "pass" && c["kind"] != "boot")
+        .filter(|(_, c)| {
+            c.outcome == Outcome::Pass
+                && !crate::outcome::ENGINE_STEP_KINDS.contains(&c.kind.as_str())
+        })
         .count();
     if passed == 0 {
         return Judgement {
@@ -118,18 +121,16 @@ fn first_line(s: &str) -> &str {
 }
 
 /// The failing check of a bad run: its name, message and the last lines of its console.
-pub fn evidence(results: &Value, check: Option<&str>, lines: usize) -> Option<String> {
-    let all = cases(results);
-    let (board, c) = all
-        .iter()
-        .find(|(_, c)| c["outcome"] == "fail" && check.is_none_or(|n| c["name"] == n))?;
-    let console = c["console"].as_str().unwrap_or("");
-    let tail: Vec<&str> = console.lines().rev().take(lines).collect();
+pub fn evidence(report: &RunReport, check: Option<&str>, lines: usize) -> Option<String> {
+    let (board, c) = report
+        .cases()
+        .find(|(_, c)| c.outcome == Outcome::Fail && check.is_none_or(|n| c.name == n))?;
+    let tail: Vec<&str> = c.console.lines().rev().take(lines).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     Some(format!(
         "{board}/{}: fail: {}\n--- console, last {} lines ---\n{}",
-        c["name"].as_str().unwrap_or("?"),
-        c["message"].as_str().unwrap_or(""),
+        c.name,
+        c.message,
         tail.len(),
         tail.join("\n")
     ))
@@ -158,7 +159,7 @@ struct Step {
 /// Runs the bisection; returns the exit status ([`outcome_exit`]).
 pub async fn bisect(opts: &BisectOptions) -> anyhow::Result<i32> {
     let m = manifest::Manifest::load(&opts.manifest)?;
-    let usage = |e: String| anyhow::Error::new(crate::cli::UsageError(e));
+    let usage = |e: String| anyhow::Error::new(crate::error::UsageError(e));
     let good = m.index("--good", &opts.good).map_err(usage)?;
     let bad = m.index("--bad", &opts.bad).map_err(usage)?;
     let mut search = Search::new(m.builds.len(), good, bad).map_err(usage)?;
@@ -241,7 +242,7 @@ pub async fn bisect(opts: &BisectOptions) -> anyhow::Result<i32> {
         Found::FirstBad { bad, .. } => steps
             .iter()
             .find(|s| s.build == *bad && s.judgement.verdict == Verdict::Bad)
-            .and_then(|s| evidence(&s.run.results, opts.check.as_deref(), 30)),
+            .and_then(|s| evidence(&s.run.report, opts.check.as_deref(), 30)),
         _ => None,
     };
     println!("{summary}");
@@ -263,7 +264,7 @@ fn check_suite_has(suite: &Path, check: Option<&str>) -> anyhow::Result<()> {
     if let Some(c) = check {
         if !s.checks.iter().any(|x| x.name == c) {
             let names: Vec<&str> = s.checks.iter().map(|x| x.name.as_str()).collect();
-            return Err(crate::cli::UsageError(format!(
+            return Err(crate::error::UsageError(format!(
                 "--check {c}: {} has no such check; expected one of: {}",
                 suite.display(),
                 names.join(", ")
@@ -290,7 +291,7 @@ async fn test_build(
         Some(build.clone()),
     )
     .await?;
-    let judgement = judge(&run.results, opts.check.as_deref());
+    let judgement = judge(&run.report, opts.check.as_deref());
     eprintln!(
         "bisect: step {n}: {} is {} ({})",
         build.name,
@@ -409,10 +410,10 @@ pub async fn run_one(opts: &RunOneOptions) -> anyhow::Result<i32> {
         Some(set),
     )
     .await?;
-    let j = judge(&run.results, opts.check.as_deref());
+    let j = judge(&run.report, opts.check.as_deref());
     eprintln!("bisect run: {} ({})", j.verdict.label(), j.reason);
     if j.verdict == Verdict::Bad {
-        if let Some(e) = evidence(&run.results, opts.check.as_deref(), 30) {
+        if let Some(e) = evidence(&run.report, opts.check.as_deref(), 30) {
             eprintln!("evidence:\n{e}");
         }
     }
@@ -427,14 +428,14 @@ pub async fn run_one(opts: &RunOneOptions) -> anyhow::Result<i32> {
 mod tests {
     use super::*;
 
-    fn results(cases: &[(&str, &str, &str)]) -> Value {
-        let cs: Vec<Value> = cases
+    fn results(cases: &[(&str, &str, &str)]) -> RunReport {
+        let cs: Vec<serde_json::Value> = cases
             .iter()
             .map(|(n, o, m)| {
-                json!({"name": n, "kind": if *n == "boot" {"boot"} else {"shell"}, "outcome": o, "message": m, "console": "line1\nline2\nnvme: no driver"})
+                json!({"name": n, "kind": if *n == "boot" {"boot"} else {"shell"}, "outcome": o, "message": m, "console": "line1\nline2\nnvme: no driver", "duration_s": 1.0, "started_s": 0.0, "figures": {}})
             })
             .collect();
-        json!({"boards": [{"name": "sim", "cases": cs}]})
+        serde_json::from_value(json!({"run_id": "r", "suite": "s", "suite_file": "s.toml", "harness_version": "0", "started": "", "complete": true, "duration_s": 1.0, "exit_code": null, "boards": [{"name": "sim", "properties": {}, "cases": cs}]})).unwrap()
     }
 
     #[test]
@@ -601,7 +602,7 @@ pub async fn cli(args: BisectArgs) -> anyhow::Result<i32> {
             .map(|(f, _)| *f)
             .collect();
             if !missing.is_empty() {
-                return Err(crate::cli::UsageError(format!(
+                return Err(crate::error::UsageError(format!(
                     "hil bisect needs {}; usage: hil bisect --good A --bad B --builds MANIFEST --suite S [--check C]",
                     missing.join(", ")
                 ))

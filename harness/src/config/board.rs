@@ -48,16 +48,25 @@ pub struct LeaseCfg {
     /// board frees itself). The holder renews it every quarter of this.
     #[serde(default = "default_lease_ttl")]
     pub ttl_s: u64,
+    /// How long `hil lab up` holds the board (no process renews that lease: the board
+    /// runs in the background until `hil lab down`, which gives it back earlier).
+    #[serde(default = "default_up_ttl")]
+    pub up_ttl_s: u64,
 }
 
 fn default_lease_ttl() -> u64 {
     60
 }
 
+fn default_up_ttl() -> u64 {
+    12 * 3600
+}
+
 impl Default for LeaseCfg {
     fn default() -> Self {
         LeaseCfg {
             ttl_s: default_lease_ttl(),
+            up_ttl_s: default_up_ttl(),
         }
     }
 }

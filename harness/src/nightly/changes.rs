@@ -1,6 +1,7 @@
 //! What changed since the last nightly run: new failures, fixed checks, flaky checks, new
 //! infrastructure errors. Pure: snapshots in, lists out.
 
+use crate::outcome::Outcome;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -17,8 +18,8 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// One run's results: key → (outcome, message). Outcomes as in results.json.
-pub type Snapshot = BTreeMap<Key, (String, String)>;
+/// One run's results: key → (outcome, message).
+pub type Snapshot = BTreeMap<Key, (Outcome, String)>;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Changes {
@@ -36,10 +37,6 @@ pub struct Changes {
     pub still_failing: Vec<Key>,
 }
 
-fn is_error(o: &str) -> bool {
-    o.starts_with("error:")
-}
-
 /// `history`: earlier runs, newest first (the window).
 pub fn compare(now: &Snapshot, history: &[Snapshot]) -> Changes {
     let prev = history.first();
@@ -48,15 +45,11 @@ pub fn compare(now: &Snapshot, history: &[Snapshot]) -> Changes {
         ..Default::default()
     };
     for (key, (outcome, message)) in now {
-        let before = prev.and_then(|p| p.get(key)).map(|(o, _)| o.as_str());
+        let before = prev.and_then(|p| p.get(key)).map(|(o, _)| *o);
         // pass/fail sequence, newest first; other outcomes say nothing about flakiness.
-        let seq: Vec<&str> = std::iter::once(outcome.as_str())
-            .chain(
-                history
-                    .iter()
-                    .filter_map(|h| h.get(key).map(|(o, _)| o.as_str())),
-            )
-            .filter(|o| matches!(*o, "pass" | "fail"))
+        let seq: Vec<Outcome> = std::iter::once(*outcome)
+            .chain(history.iter().filter_map(|h| h.get(key).map(|(o, _)| *o)))
+            .filter(|o| matches!(o, Outcome::Pass | Outcome::Fail))
             .collect();
         let flips = seq.windows(2).filter(|w| w[0] != w[1]).count();
         let flaky = flips >= 2;
@@ -66,13 +59,13 @@ pub fn compare(now: &Snapshot, history: &[Snapshot]) -> Changes {
                 format!("{flips} pass/fail flips in the last {} runs", seq.len()),
             ));
         }
-        match outcome.as_str() {
-            "fail" if before == Some("fail") => c.still_failing.push(key.clone()),
-            "fail" if !flaky => c.new_failures.push((key.clone(), message.clone())),
-            "pass" if before == Some("fail") => c.fixed.push(key.clone()),
-            o if is_error(o) && before != Some(o) => c
+        match *outcome {
+            Outcome::Fail if before == Some(Outcome::Fail) => c.still_failing.push(key.clone()),
+            Outcome::Fail if !flaky => c.new_failures.push((key.clone(), message.clone())),
+            Outcome::Pass if before == Some(Outcome::Fail) => c.fixed.push(key.clone()),
+            o if o.is_error() && before != Some(o) => c
                 .new_infra_errors
-                .push((key.clone(), format!("{o}: {message}"))),
+                .push((key.clone(), format!("{}: {message}", o.json_name()))),
             _ => {}
         }
     }
@@ -151,7 +144,10 @@ mod tests {
                         suite: "s".into(),
                         check: c.to_string(),
                     },
-                    (o.to_string(), format!("{c} said {o}")),
+                    (
+                        Outcome::from_json_name(o).expect("test outcome"),
+                        format!("{c} said {o}"),
+                    ),
                 )
             })
             .collect()

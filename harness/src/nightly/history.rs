@@ -6,6 +6,7 @@
 //! in PostgreSQL with the same tables.
 
 use super::changes::{Key, Snapshot};
+use crate::outcome::Outcome;
 use rusqlite::{params, Connection};
 use std::path::Path;
 
@@ -83,7 +84,7 @@ impl History {
         )?;
         let mut out = Vec::new();
         for id in ids {
-            let snap: Snapshot = rows
+            let raw: Vec<(Key, String, String)> = rows
                 .query_map(params![id], |r| {
                     Ok((
                         Key {
@@ -91,10 +92,17 @@ impl History {
                             suite: r.get(1)?,
                             check: r.get(2)?,
                         },
-                        (r.get::<_, String>(3)?, r.get::<_, String>(4)?),
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
                     ))
                 })?
                 .collect::<Result<_, _>>()?;
+            // A row with an outcome this hil does not know (written by a newer one) says
+            // nothing comparable: it is left out rather than guessed.
+            let snap: Snapshot = raw
+                .into_iter()
+                .filter_map(|(k, o, m)| Some((k, (Outcome::from_json_name(&o)?, m))))
+                .collect();
             out.push((id, snap));
         }
         Ok(out)
@@ -176,8 +184,8 @@ mod tests {
         let ids: Vec<&str> = runs.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(ids, ["r3", "r1"]);
         let k = row("x", "").key;
-        assert_eq!(runs[0].1[&k].0, "fail");
-        assert_eq!(runs[1].1[&k], ("pass".to_string(), "x pass".to_string()));
+        assert_eq!(runs[0].1[&k].0, Outcome::Fail);
+        assert_eq!(runs[1].1[&k], (Outcome::Pass, "x pass".to_string()));
         assert_eq!(h.recent("a", 1).unwrap().len(), 1);
         // A run id is stored once.
         let mut h = h;

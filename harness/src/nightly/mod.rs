@@ -7,7 +7,7 @@ pub mod history;
 pub mod lab_file;
 
 use crate::image_set::ImageSet;
-use crate::outcome::{exit, exit_code, Outcome};
+use crate::outcome::{exit, Outcome};
 use crate::report::RunReport;
 use changes::{Key, Snapshot};
 use std::path::{Path, PathBuf};
@@ -84,7 +84,7 @@ pub async fn nightly(
             eprintln!("nightly: interrupted; nothing recorded in the history");
             return Ok(exit::INTERRUPTED);
         }
-        reports.push(serde_json::from_value(run.results)?);
+        reports.push(run.report);
     }
 
     // JUnit: merged, and one per board.
@@ -106,9 +106,13 @@ pub async fn nightly(
         .map(|(_, s)| s)
         .collect();
     let ch = changes::compare(&now, &earlier);
-    let all: Vec<Outcome> = reports.iter().flat_map(|r| r.outcomes().copied()).collect();
     let code = match fail_on {
-        FailOn::Any => exit_code(&all),
+        FailOn::Any => crate::outcome::exit_code_of_cases(
+            reports
+                .iter()
+                .flat_map(|r| r.cases())
+                .map(|(_, c)| (c.kind.as_str(), &c.outcome)),
+        ),
         FailOn::New if !ch.new_failures.is_empty() => exit::FAIL,
         FailOn::New if !ch.new_infra_errors.is_empty() => exit::INFRASTRUCTURE,
         FailOn::New => exit::OK,
@@ -155,14 +159,10 @@ fn snapshot(reports: &[RunReport]) -> (Snapshot, Vec<history::Row>) {
                     suite: r.suite.clone(),
                     check: c.name.clone(),
                 };
-                let outcome = serde_json::to_value(c.outcome)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
-                snap.insert(key.clone(), (outcome.clone(), c.message.clone()));
+                snap.insert(key.clone(), (c.outcome, c.message.clone()));
                 rows.push(history::Row {
                     key,
-                    outcome,
+                    outcome: c.outcome.json_name().to_string(),
                     message: c.message.clone(),
                     duration_s: c.duration_s,
                 });
@@ -180,7 +180,9 @@ fn summary(lab: &lab_file::Lab, reports: &[RunReport], changes: &str) -> String 
     );
     for r in reports {
         for b in &r.boards {
-            let code = exit_code(b.cases.iter().map(|c| &c.outcome));
+            let code = crate::outcome::exit_code_of_cases(
+                b.cases.iter().map(|c| (c.kind.as_str(), &c.outcome)),
+            );
             let passed = b
                 .cases
                 .iter()

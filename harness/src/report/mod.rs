@@ -85,6 +85,18 @@ impl RunReport {
             .iter()
             .flat_map(|b| b.cases.iter().map(|c| &c.outcome))
     }
+
+    /// Every case of the run with its board.
+    pub fn cases(&self) -> impl Iterator<Item = (&str, &CaseReport)> {
+        self.boards
+            .iter()
+            .flat_map(|b| b.cases.iter().map(move |c| (b.name.as_str(), c)))
+    }
+
+    /// The exit status the cases give (see [`crate::outcome::exit_code_of_cases`]).
+    pub fn exit_status(&self) -> i32 {
+        crate::outcome::exit_code_of_cases(self.cases().map(|(_, c)| (c.kind.as_str(), &c.outcome)))
+    }
 }
 
 /// Owns the report directory and writes the report files.

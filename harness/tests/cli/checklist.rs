@@ -101,3 +101,48 @@ fn checklist_without_an_iommu_stops_at_the_smmu_step_with_the_hint() {
     );
     assert!(md.contains("☐ VFIO bind — not run"), "{md}");
 }
+
+/// A board another run holds: the checklist refuses it naming the holder, like `hil run`,
+/// before anything of the board is touched (no sim build, no power).
+#[test]
+fn checklist_refuses_a_board_another_run_holds() {
+    let leases = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // A live holder: this test process, heartbeat now, a long TTL.
+    let holder = serde_json::json!({
+        "board": "sim-rk3588",
+        "owner": {"job": "nightly-77", "user": "ci", "host": "lab2", "pid": std::process::id(), "run_id": "r1"},
+        "acquired": now, "heartbeat": now, "ttl_s": 600, "token": 4
+    });
+    std::fs::write(
+        leases.path().join("sim-rk3588.json"),
+        serde_json::to_string(&holder).unwrap(),
+    )
+    .unwrap();
+    let out = out_dir("checklist-busy");
+    let t = std::time::Instant::now();
+    let o = run(hil().env("HIL_LEASE_DIR", leases.path()).args([
+        "checklist",
+        "sim-rk3588",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(t.elapsed() < std::time::Duration::from_secs(30));
+    let j = read_json(&out.join("checklist.json"));
+    assert_eq!(j["stopped_at"], "lease", "{j:#}");
+    let l = step(&j, "lease");
+    let msg = l["detail"].as_str().unwrap();
+    assert!(
+        msg.starts_with("board sim-rk3588 is busy: held by job nightly-77 (ci@lab2"),
+        "{msg}"
+    );
+    assert!(l["hint"].as_str().unwrap().contains("--wait"), "{l}");
+    // The holder's lease is untouched and nothing was powered (no console log).
+    let after = std::fs::read_to_string(leases.path().join("sim-rk3588.json")).unwrap();
+    assert!(after.contains("nightly-77"), "{after}");
+    assert!(!out.join("boards/sim-rk3588/console.log").exists());
+}
