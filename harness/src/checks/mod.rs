@@ -310,3 +310,182 @@ impl CheckSpec {
         self.kind.run(&mut ctx).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::suite::Suite;
+    use std::collections::{BTreeMap, HashSet};
+    use std::path::PathBuf;
+
+    fn defaults(via: &str) -> Defaults {
+        toml::from_str(&format!("timeout_s = 7\nvia = \"{via}\"")).unwrap()
+    }
+
+    fn raw(text: &str) -> RawCheck {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn kind_names_are_unique_and_an_unknown_kind_lists_them_all() {
+        let names: Vec<&str> = REGISTRY.iter().map(|k| k.name).collect();
+        let mut seen = HashSet::new();
+        for n in &names {
+            assert!(seen.insert(*n), "kind {n:?} is registered twice");
+            assert!(
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "kind {n:?} is not spelled as a suite file's kind"
+            );
+        }
+        assert_eq!(KINDS, names.as_slice());
+        let e = CheckSpec::from_raw(
+            Path::new("s.toml"),
+            "check[2]",
+            raw("name = \"a\"\nkind = \"shel\"\ncommand = \"true\""),
+            &defaults("console"),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "check[2].kind");
+        let listed = e
+            .message
+            .strip_prefix("unknown check kind \"shel\"; expected one of: ")
+            .unwrap_or_else(|| panic!("{}", e.message));
+        assert_eq!(listed.split(", ").collect::<Vec<_>>(), names);
+    }
+
+    /// The suite files in the repo, and the key of the error each deliberately broken one
+    /// must report.
+    fn repo_suites() -> Vec<(PathBuf, Option<&'static str>)> {
+        let broken = BTreeMap::from([
+            ("mistyped.toml", "check[1].timeout_s"),
+            ("unknown-key.toml", "check[0].comand"),
+        ]);
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for dir in ["suites", "harness/tests/data/suites"] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = e.unwrap().path();
+                if path.extension().is_some_and(|x| x == "toml") {
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    files.push((path, broken.get(name.as_str()).copied()));
+                }
+            }
+        }
+        files.sort();
+        assert!(
+            files.iter().filter(|(_, b)| b.is_some()).count() == broken.len()
+                && files.iter().any(|(p, _)| p.ends_with("suites/smoke.toml")),
+            "{files:?}"
+        );
+        files
+    }
+
+    #[test]
+    fn every_suite_file_in_the_repo_parses() {
+        for (path, broken) in repo_suites() {
+            let loaded = Suite::load(&path);
+            if let Some(key) = broken {
+                let errs = loaded.unwrap_err().0;
+                assert_eq!(errs.len(), 1, "{}: {errs:?}", path.display());
+                assert_eq!(errs[0].key, key, "{}", path.display());
+                continue;
+            }
+            let suite = loaded.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let table: toml::Table =
+                toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let kinds: Vec<&str> = table["check"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["kind"].as_str().unwrap())
+                .collect();
+            let parsed: Vec<&str> = suite.checks.iter().map(|c| c.kind_name()).collect();
+            assert_eq!(parsed, kinds, "{}", path.display());
+            for c in &suite.checks {
+                let is_shell = c.kind_name() == shell::ShellCheck::KIND;
+                assert_eq!(c.is::<shell::ShellCheck>(), is_shell, "{}", c.name);
+                assert_eq!(
+                    c.get::<shell::ShellCheck>().is_some(),
+                    is_shell,
+                    "{}",
+                    c.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn via_rules_and_needs_per_kind() {
+        use State::*;
+        // Per kind: the via taken when the check names none (None: the suite's default),
+        // then the state needed on console, ssh and guest (None: that via is refused).
+        type Row = (Option<Via>, [Option<State>; 3]);
+        let console_shell: Row = (Some(Via::Guest), [Some(LinuxConsole), None, Some(Guest)]);
+        let over_ssh: Row = (None, [Some(LinuxSsh); 3]);
+        let expected: BTreeMap<&str, Row> = BTreeMap::from([
+            (
+                "shell",
+                (None, [Some(LinuxConsole), Some(LinuxSsh), Some(Guest)]),
+            ),
+            ("preflight", over_ssh),
+            ("vfio-bind", over_ssh),
+            ("guest-boot", over_ssh),
+            ("ping", console_shell),
+            ("nvme-io", console_shell),
+            ("vfio-platform", over_ssh),
+            ("gpio", console_shell),
+            ("sertest", (None, [Some(Guest); 3])),
+            ("dma", over_ssh),
+            ("pci-topology", over_ssh),
+        ]);
+        let vias = [Via::Console, Via::Ssh, Via::Guest];
+        let mut tried = HashSet::new();
+        // Every check of every suite, with each via and each suite default.
+        for (path, broken) in repo_suites() {
+            if broken.is_some() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let table: toml::Table = toml::from_str(&text).unwrap();
+            for check in table["check"].as_array().unwrap() {
+                let kind = check["kind"].as_str().unwrap();
+                let Some((name, (default, needs))) = expected.get_key_value(kind) else {
+                    continue;
+                };
+                for given in [None, Some(Via::Console), Some(Via::Ssh), Some(Via::Guest)] {
+                    for suite_via in ["console", "ssh", "guest"] {
+                        let mut t = check.as_table().unwrap().clone();
+                        t.remove("via");
+                        if let Some(v) = given {
+                            t.insert("via".into(), via_name(v).into());
+                        }
+                        let raw: RawCheck = toml::Value::Table(t).try_into().unwrap();
+                        let d = defaults(suite_via);
+                        let via = given.or(*default).unwrap_or(d.via);
+                        let i = vias.iter().position(|v| *v == via).unwrap();
+                        let what =
+                            format!("{kind} in {}, via {given:?}/{suite_via}", path.display());
+                        match (CheckSpec::from_raw(&path, "check[5]", raw, &d), needs[i]) {
+                            (Ok(spec), Some(state)) => {
+                                assert_eq!((spec.via, spec.needs()), (via, state), "{what}");
+                                tried.insert(*name);
+                            }
+                            (Err(e), None) => {
+                                assert_eq!(e.key, "check[5].via", "{what}");
+                                assert_eq!(e.message, format!("is \"{}\"; expected \"guest\" or \"console\" for this kind (it runs on a shell console)", via_name(via)), "{what}");
+                            }
+                            (r, _) => panic!("{what}: {r:?}"),
+                        }
+                    }
+                }
+            }
+        }
+        let untried: Vec<_> = expected.keys().filter(|k| !tried.contains(*k)).collect();
+        assert!(
+            untried.is_empty(),
+            "no suite file has a valid {untried:?} check"
+        );
+    }
+}
