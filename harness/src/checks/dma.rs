@@ -16,10 +16,10 @@
 //! `corrupt_offset = N` is the fault-injection hook: edudma flips that byte of the
 //! destination buffer after the device → RAM transfer, so the check must fail.
 
-use super::CheckOutput;
-use crate::boot::BoardSession;
+use super::{Check, CheckCtx, CheckFuture, CheckOutput};
+use crate::boot::State;
 use crate::config::load::from_table;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Via};
 use crate::error::StepError;
 use crate::outcome::Outcome;
 use crate::vfio::{self, Binding};
@@ -220,12 +220,10 @@ pub fn trace_file(qemu_args: &[String]) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-impl DmaCheck {
-    pub fn from_params(
-        path: &Path,
-        key: &str,
-        params: toml::Table,
-    ) -> Result<DmaCheck, ConfigError> {
+impl Check for DmaCheck {
+    const KIND: &'static str = "dma";
+
+    fn from_params(path: &Path, key: &str, params: toml::Table) -> Result<Self, ConfigError> {
         let c: DmaCheck = from_table(path, key, params)?;
         let err = |f: &str, m: String| ConfigError::new(path, format!("{key}.{f}"), m);
         if let Some(d) = &c.device {
@@ -276,6 +274,168 @@ impl DmaCheck {
         Ok(c)
     }
 
+    fn needs(&self, _via: Via) -> State {
+        State::LinuxSsh
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut CheckCtx<'_>) -> CheckFuture<'a> {
+        Box::pin(async move {
+            let (name, timeout) = (ctx.name, ctx.timeout);
+            let s = &mut *ctx.session;
+            let deadline = Instant::now() + timeout;
+            let Some(cfg) = s.board.dma.clone() else {
+                return Err(StepError::Blocked(format!(
+                    "board {} has no [dma] table: add device = \"ADDR\" (an edu DMA engine) or self_test/success",
+                    s.board.name
+                )));
+            };
+            if let (Some(cmd), Some(success)) = (&cfg.self_test, &cfg.success) {
+                let out = s
+                    .ssh()?
+                    .exec(cmd, super::time_left(deadline, timeout)?)
+                    .await?;
+                return Ok(judge_self_test(success, out.status, &out.output));
+            }
+            let address = self
+                .device
+                .clone()
+                .or(cfg.device)
+                .and_then(|a| vfio::parse_address(&a))
+                .ok_or_else(|| StepError::Blocked("no DMA device address".into()))?;
+
+            let probe = format!(
+                "modprobe vfio-pci 2>&1; d=/sys/bus/pci/devices/{address}; if [ ! -e $d ]; then echo HIL_NO_DEVICE; \
+                 else dr=$(readlink $d/driver); echo \"HIL_DRIVER ${{dr##*/}}\"; fi; command -v edudma >/dev/null || echo HIL_NO_TOOL"
+            );
+            let out = s.ssh()?.exec(&probe, STEP).await?;
+            if out.output.contains("HIL_NO_DEVICE") {
+                return Err(StepError::Blocked(format!(
+                    "no PCI device at {address} on the board"
+                )));
+            }
+            if out.output.contains("HIL_NO_TOOL") {
+                return Err(StepError::Blocked(
+                    "edudma is not on the board (the sim lab puts it in the board's initramfs)"
+                        .into(),
+                ));
+            }
+            let driver = out
+                .output
+                .lines()
+                .find_map(|l| l.strip_prefix("HIL_DRIVER"))
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_string);
+            let bound_here = driver.as_deref() != Some("vfio-pci");
+            if bound_here {
+                let out = s.ssh()?.exec(&vfio::bind_command(&address), STEP).await?;
+                if out.status != 0 {
+                    return Err(StepError::BindFailed(format!(
+                        "binding {address} to vfio-pci failed: {}",
+                        out.output.trim()
+                    )));
+                }
+            }
+
+            let trace = s.board.qemu.as_ref().and_then(|q| trace_file(&q.args));
+            let trace_start = trace.as_ref().map(|p| file_len(p));
+            let tool = s
+                .ssh()?
+                .exec(
+                    &self.tool_command(&address),
+                    super::time_left(deadline, timeout)?,
+                )
+                .await;
+            // Put the device back whatever the tool did.
+            if bound_here {
+                let b = Binding {
+                    name: "dma".into(),
+                    address: address.clone(),
+                    group: 0,
+                    original_driver: driver.clone(),
+                };
+                s.ssh()?.exec(&vfio::restore_command(&b), STEP).await?;
+            }
+            let tool = tool?;
+            let report = parse_tool(&tool.output);
+
+            let mut figures = serde_json::Map::new();
+            figures.insert("device".into(), address.clone().into());
+            if let Some(g) = report.group {
+                figures.insert("iommu_group".into(), g.into());
+            }
+            figures.insert(
+                "rounds_verified".into(),
+                report.pass.map_or(0, |p| p.0).into(),
+            );
+            figures.insert("bytes_per_transfer".into(), self.bytes.into());
+            if !report.rounds.is_empty() {
+                let n = report.rounds.len() as f64;
+                let avg = |f: fn(&(u64, u64)) -> u64| {
+                    report.rounds.iter().map(f).sum::<u64>() as f64 / n / 1000.0
+                };
+                figures.insert("to_device_ms".into(), round2(avg(|r| r.0)).into());
+                figures.insert("from_device_ms".into(), round2(avg(|r| r.1)).into());
+            }
+            let smmu = match (&trace, trace_start) {
+                // Without the file there is no evidence either way: say so rather than
+                // reading "no translation" as a bypass.
+                (Some(path), Some(_)) if !path.is_file() => {
+                    figures.insert(
+                        "smmu".into(),
+                        serde_json::json!({ "trace_missing": path.display().to_string() }),
+                    );
+                    None
+                }
+                (Some(path), Some(start)) => {
+                    let slice = read_from(path, start);
+                    let dir = s.run_dir.join("artifacts");
+                    let _ = std::fs::create_dir_all(&dir);
+                    let artifact = dir.join(format!("smmuv3-{}.log", safe(name)));
+                    let _ = std::fs::write(&artifact, &slice);
+                    let sid = stream_id(&address).unwrap_or_default();
+                    let all = parse_trace(&slice);
+                    let mine = all.get(&sid).cloned().unwrap_or_default();
+                    figures.insert(
+                        "smmu".into(),
+                        serde_json::json!({
+                            "trace": artifact.display().to_string(),
+                            "stream_id": format!("0x{sid:x}"),
+                            "translations": mine.translations,
+                            "fault_events": mine.fault_events(),
+                            "events": mine.events,
+                            "aborts": mine.aborts,
+                            "iova_min": mine.iova_min.map(|v| format!("0x{v:x}")),
+                            "iova_max": mine.iova_max.map(|v| format!("0x{v:x}")),
+                            "other_stream_translations": all.iter().filter(|(k, _)| **k != sid).map(|(_, v)| v.translations).sum::<u64>(),
+                            "other_stream_fault_events": all.iter().filter(|(k, _)| **k != sid).map(|(_, v)| v.fault_events()).sum::<u64>(),
+                        }),
+                    );
+                    Some((sid, mine))
+                }
+                _ => None,
+            };
+            let missing = trace.as_ref().filter(|p| !p.is_file());
+            let mut v = self.judge(
+                &address,
+                &report,
+                tool.status,
+                &tool.output,
+                smmu.as_ref(),
+                figures,
+            );
+            if let Some(p) = missing {
+                v.message.push_str(&format!(
+                    "; no smmuv3 trace at {} (the board's QEMU -trace option wrote nothing)",
+                    p.display()
+                ));
+            }
+            Ok(v)
+        })
+    }
+}
+
+impl DmaCheck {
     pub fn tool_command(&self, address: &str) -> String {
         let mut a = vec![
             "edudma".to_string(),
@@ -298,162 +458,6 @@ impl DmaCheck {
         }
         a.push(address.to_string());
         format!("{} 2>&1", shell_words::join(a))
-    }
-
-    pub async fn run(
-        &self,
-        s: &mut BoardSession,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<CheckOutput, StepError> {
-        let deadline = Instant::now() + timeout;
-        let Some(cfg) = s.board.dma.clone() else {
-            return Err(StepError::Blocked(format!(
-                "board {} has no [dma] table: add device = \"ADDR\" (an edu DMA engine) or self_test/success",
-                s.board.name
-            )));
-        };
-        if let (Some(cmd), Some(success)) = (&cfg.self_test, &cfg.success) {
-            let out = s
-                .ssh()?
-                .exec(cmd, super::time_left(deadline, timeout)?)
-                .await?;
-            return Ok(judge_self_test(success, out.status, &out.output));
-        }
-        let address = self
-            .device
-            .clone()
-            .or(cfg.device)
-            .and_then(|a| vfio::parse_address(&a))
-            .ok_or_else(|| StepError::Blocked("no DMA device address".into()))?;
-
-        let probe = format!(
-            "modprobe vfio-pci 2>&1; d=/sys/bus/pci/devices/{address}; if [ ! -e $d ]; then echo HIL_NO_DEVICE; \
-             else dr=$(readlink $d/driver); echo \"HIL_DRIVER ${{dr##*/}}\"; fi; command -v edudma >/dev/null || echo HIL_NO_TOOL"
-        );
-        let out = s.ssh()?.exec(&probe, STEP).await?;
-        if out.output.contains("HIL_NO_DEVICE") {
-            return Err(StepError::Blocked(format!(
-                "no PCI device at {address} on the board"
-            )));
-        }
-        if out.output.contains("HIL_NO_TOOL") {
-            return Err(StepError::Blocked(
-                "edudma is not on the board (the sim lab puts it in the board's initramfs)".into(),
-            ));
-        }
-        let driver = out
-            .output
-            .lines()
-            .find_map(|l| l.strip_prefix("HIL_DRIVER"))
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-            .map(str::to_string);
-        let bound_here = driver.as_deref() != Some("vfio-pci");
-        if bound_here {
-            let out = s.ssh()?.exec(&vfio::bind_command(&address), STEP).await?;
-            if out.status != 0 {
-                return Err(StepError::BindFailed(format!(
-                    "binding {address} to vfio-pci failed: {}",
-                    out.output.trim()
-                )));
-            }
-        }
-
-        let trace = s.board.qemu.as_ref().and_then(|q| trace_file(&q.args));
-        let trace_start = trace.as_ref().map(|p| file_len(p));
-        let tool = s
-            .ssh()?
-            .exec(
-                &self.tool_command(&address),
-                super::time_left(deadline, timeout)?,
-            )
-            .await;
-        // Put the device back whatever the tool did.
-        if bound_here {
-            let b = Binding {
-                name: "dma".into(),
-                address: address.clone(),
-                group: 0,
-                original_driver: driver.clone(),
-            };
-            s.ssh()?.exec(&vfio::restore_command(&b), STEP).await?;
-        }
-        let tool = tool?;
-        let report = parse_tool(&tool.output);
-
-        let mut figures = serde_json::Map::new();
-        figures.insert("device".into(), address.clone().into());
-        if let Some(g) = report.group {
-            figures.insert("iommu_group".into(), g.into());
-        }
-        figures.insert(
-            "rounds_verified".into(),
-            report.pass.map_or(0, |p| p.0).into(),
-        );
-        figures.insert("bytes_per_transfer".into(), self.bytes.into());
-        if !report.rounds.is_empty() {
-            let n = report.rounds.len() as f64;
-            let avg = |f: fn(&(u64, u64)) -> u64| {
-                report.rounds.iter().map(f).sum::<u64>() as f64 / n / 1000.0
-            };
-            figures.insert("to_device_ms".into(), round2(avg(|r| r.0)).into());
-            figures.insert("from_device_ms".into(), round2(avg(|r| r.1)).into());
-        }
-        let smmu = match (&trace, trace_start) {
-            // Without the file there is no evidence either way: say so rather than
-            // reading "no translation" as a bypass.
-            (Some(path), Some(_)) if !path.is_file() => {
-                figures.insert(
-                    "smmu".into(),
-                    serde_json::json!({ "trace_missing": path.display().to_string() }),
-                );
-                None
-            }
-            (Some(path), Some(start)) => {
-                let slice = read_from(path, start);
-                let dir = s.run_dir.join("artifacts");
-                let _ = std::fs::create_dir_all(&dir);
-                let artifact = dir.join(format!("smmuv3-{}.log", safe(name)));
-                let _ = std::fs::write(&artifact, &slice);
-                let sid = stream_id(&address).unwrap_or_default();
-                let all = parse_trace(&slice);
-                let mine = all.get(&sid).cloned().unwrap_or_default();
-                figures.insert(
-                    "smmu".into(),
-                    serde_json::json!({
-                        "trace": artifact.display().to_string(),
-                        "stream_id": format!("0x{sid:x}"),
-                        "translations": mine.translations,
-                        "fault_events": mine.fault_events(),
-                        "events": mine.events,
-                        "aborts": mine.aborts,
-                        "iova_min": mine.iova_min.map(|v| format!("0x{v:x}")),
-                        "iova_max": mine.iova_max.map(|v| format!("0x{v:x}")),
-                        "other_stream_translations": all.iter().filter(|(k, _)| **k != sid).map(|(_, v)| v.translations).sum::<u64>(),
-                        "other_stream_fault_events": all.iter().filter(|(k, _)| **k != sid).map(|(_, v)| v.fault_events()).sum::<u64>(),
-                    }),
-                );
-                Some((sid, mine))
-            }
-            _ => None,
-        };
-        let missing = trace.as_ref().filter(|p| !p.is_file());
-        let mut v = self.judge(
-            &address,
-            &report,
-            tool.status,
-            &tool.output,
-            smmu.as_ref(),
-            figures,
-        );
-        if let Some(p) = missing {
-            v.message.push_str(&format!(
-                "; no smmuv3 trace at {} (the board's QEMU -trace option wrote nothing)",
-                p.display()
-            ));
-        }
-        Ok(v)
     }
 
     /// The verdict on edudma's report and, when traced, the SMMU's view of it.

@@ -8,7 +8,7 @@
 //! and poll the count until it rose by `expect_edges` or `edge_timeout_s` passed.
 //! The line is unexported at the end, whatever happened.
 
-use super::CheckOutput;
+use super::{Check, CheckCtx, CheckFuture, CheckOutput, ViaRule};
 use crate::boot::BoardSession;
 use crate::config::load::from_table;
 use crate::config::{ConfigError, Via};
@@ -318,12 +318,11 @@ struct Run {
     exported: Option<u32>,
 }
 
-impl GpioCheck {
-    pub fn from_params(
-        path: &Path,
-        key: &str,
-        params: toml::Table,
-    ) -> Result<GpioCheck, ConfigError> {
+impl Check for GpioCheck {
+    const KIND: &'static str = "gpio";
+    const VIA: ViaRule = ViaRule::CONSOLE_SHELL;
+
+    fn from_params(path: &Path, key: &str, params: toml::Table) -> Result<Self, ConfigError> {
         let p: Params = from_table(path, key, params)?;
         let err = |field: &str, msg: String| ConfigError::new(path, format!("{key}.{field}"), msg);
         let chip = match (p.chip_label, p.chip) {
@@ -399,6 +398,29 @@ impl GpioCheck {
         })
     }
 
+    fn run<'a>(&'a self, ctx: &'a mut CheckCtx<'_>) -> CheckFuture<'a> {
+        Box::pin(async move {
+            let (via, timeout) = (ctx.via, ctx.timeout);
+            let s = &mut *ctx.session;
+            let mut r = Run::default();
+            let result = self.run_inner(s, via, timeout, &mut r).await;
+            if let Some(gpio) = r.exported {
+                if let Ok(sh) = shell(s, via) {
+                    let _ = sh
+                        .run(&Self::unexport_command(gpio), Duration::from_secs(10))
+                        .await;
+                }
+            }
+            result.map(|(outcome, message)| CheckOutput {
+                outcome: Some(outcome),
+                message,
+                figures: r.figures,
+            })
+        })
+    }
+}
+
+impl GpioCheck {
     /// The chip the suite means, among those sysfs shows.
     pub fn find_chip<'a>(&self, chips: &'a [SysfsChip]) -> Result<&'a SysfsChip, String> {
         let found = chips.iter().find(|c| match &self.chip {
@@ -454,28 +476,6 @@ impl GpioCheck {
 
     pub fn unexport_command(gpio: u32) -> String {
         format!("[ ! -d /sys/class/gpio/gpio{gpio} ] || echo {gpio} > /sys/class/gpio/unexport")
-    }
-
-    pub async fn run(
-        &self,
-        s: &mut BoardSession,
-        via: Via,
-        timeout: Duration,
-    ) -> Result<CheckOutput, StepError> {
-        let mut r = Run::default();
-        let result = self.run_inner(s, via, timeout, &mut r).await;
-        if let Some(gpio) = r.exported {
-            if let Ok(sh) = shell(s, via) {
-                let _ = sh
-                    .run(&Self::unexport_command(gpio), Duration::from_secs(10))
-                    .await;
-            }
-        }
-        result.map(|(outcome, message)| CheckOutput {
-            outcome: Some(outcome),
-            message,
-            figures: r.figures,
-        })
     }
 
     async fn run_inner(

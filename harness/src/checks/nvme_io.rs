@@ -16,7 +16,7 @@
 //! - `dd of=/dev/nvme0n1` when the node is missing creates a regular file in devtmpfs and
 //!   "succeeds": every dd runs behind a `[ -b ]` test.
 
-use super::CheckOutput;
+use super::{Check, CheckCtx, CheckFuture, CheckOutput, ViaRule};
 use crate::config::load::from_table;
 use crate::config::ConfigError;
 use crate::error::StepError;
@@ -164,12 +164,11 @@ static DD_RECORDS_OUT: LazyLock<Regex> =
 static SHA256_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?m)^([0-9a-f]{64}) [ *]?(\S+)$").expect("static regex"));
 
-impl NvmeIoCheck {
-    pub fn from_params(
-        path: &Path,
-        key: &str,
-        params: toml::Table,
-    ) -> Result<NvmeIoCheck, ConfigError> {
+impl Check for NvmeIoCheck {
+    const KIND: &'static str = "nvme-io";
+    const VIA: ViaRule = ViaRule::CONSOLE_SHELL;
+
+    fn from_params(path: &Path, key: &str, params: toml::Table) -> Result<Self, ConfigError> {
         let p: Params = from_table(path, key, params)?;
         let err = |field: &str, msg: String| ConfigError::new(path, format!("{key}.{field}"), msg);
         if !valid_device(&p.device) {
@@ -266,46 +265,48 @@ impl NvmeIoCheck {
         })
     }
 
-    pub async fn run(
-        &self,
-        shell: &mut ConsoleShell,
-        timeout: Duration,
-    ) -> Result<CheckOutput, StepError> {
-        let deadline = Instant::now() + timeout;
-        let out = shell
-            .run(&self.probe_command(), super::time_left(deadline, timeout)?)
-            .await?;
-        let plan = match self.judge_probe(&out) {
-            Ok(p) => p,
-            Err(verdict) => return Ok(verdict),
-        };
-        match plan {
-            Plan::Fio => {
-                let out = shell
-                    .run(&self.fio_command(), super::time_left(deadline, timeout)?)
-                    .await?;
-                Ok(self.judge_fio(&out.output, out.status))
-            }
-            Plan::Dd { direct } => {
-                let result = self.run_dd(shell, direct, deadline, timeout).await;
-                // The copies take up to 64 MiB of the guest's RAM: remove them whatever
-                // happened. The verdict on the data stands either way: a slow or failed `rm`
-                // (a loaded machine) is noted, never turned into the check's outcome.
-                let limit = deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(CLEANUP_TIMEOUT);
-                let cleanup = shell.run(&cleanup_command(), limit).await;
-                let mut verdict = result?;
-                if let Err(e) = cleanup {
-                    verdict
-                        .message
-                        .push_str(&format!("; cleanup of the pattern files failed: {e}"));
+    fn run<'a>(&'a self, ctx: &'a mut CheckCtx<'_>) -> CheckFuture<'a> {
+        Box::pin(async move {
+            let timeout = ctx.timeout;
+            let shell = ctx.console_shell()?;
+            let deadline = Instant::now() + timeout;
+            let out = shell
+                .run(&self.probe_command(), super::time_left(deadline, timeout)?)
+                .await?;
+            let plan = match self.judge_probe(&out) {
+                Ok(p) => p,
+                Err(verdict) => return Ok(verdict),
+            };
+            match plan {
+                Plan::Fio => {
+                    let out = shell
+                        .run(&self.fio_command(), super::time_left(deadline, timeout)?)
+                        .await?;
+                    Ok(self.judge_fio(&out.output, out.status))
                 }
-                Ok(verdict)
+                Plan::Dd { direct } => {
+                    let result = self.run_dd(shell, direct, deadline, timeout).await;
+                    // The copies take up to 64 MiB of the guest's RAM: remove them whatever
+                    // happened. The verdict on the data stands either way: a slow or failed `rm`
+                    // (a loaded machine) is noted, never turned into the check's outcome.
+                    let limit = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(CLEANUP_TIMEOUT);
+                    let cleanup = shell.run(&cleanup_command(), limit).await;
+                    let mut verdict = result?;
+                    if let Err(e) = cleanup {
+                        verdict
+                            .message
+                            .push_str(&format!("; cleanup of the pattern files failed: {e}"));
+                    }
+                    Ok(verdict)
+                }
             }
-        }
+        })
     }
+}
 
+impl NvmeIoCheck {
     async fn run_dd(
         &self,
         shell: &mut ConsoleShell,

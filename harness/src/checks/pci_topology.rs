@@ -7,20 +7,19 @@
 //! difference (missing or unexpected function, id, class, parent, BAR, window, and I/O
 //! ranges sysfs has but /proc/ioports does not) is one line of the failure message.
 
-use super::CheckOutput;
-use crate::boot::BoardSession;
+use super::{Check, CheckCtx, CheckFuture, CheckOutput};
+use crate::boot::State;
 use crate::config::load::from_table;
 use crate::config::pcie::{
     parse_bar, parse_class_prefix, parse_window, BarSpec, PciExpect, PciTopologyCfg, Range, Space,
 };
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Via};
 use crate::error::StepError;
 use crate::outcome::Outcome;
 use crate::vfio::{parse_address, parse_id};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -300,72 +299,74 @@ pub fn render(s: &Snapshot) -> String {
     out
 }
 
-impl PciTopologyCheck {
-    pub fn from_params(
-        path: &Path,
-        key: &str,
-        params: toml::Table,
-    ) -> Result<PciTopologyCheck, ConfigError> {
+impl Check for PciTopologyCheck {
+    const KIND: &'static str = "pci-topology";
+
+    fn from_params(path: &Path, key: &str, params: toml::Table) -> Result<Self, ConfigError> {
         from_table(path, key, params)
     }
 
-    pub async fn run(
-        &self,
-        s: &mut BoardSession,
-        timeout: Duration,
-    ) -> Result<CheckOutput, StepError> {
-        let Some(cfg) = s.board.pci_topology.clone() else {
-            return Err(StepError::Blocked(format!(
-                "board {} has no [pci_topology] table listing the expected PCI tree",
-                s.board.name
-            )));
-        };
-        let out = s.ssh()?.exec(COLLECT_COMMAND, timeout).await?;
-        let snap = parse(&out.output);
-        if snap.funcs.is_empty() {
-            return Err(StepError::Blocked(format!(
-                "no PCI functions in sysfs on the board: {}",
-                crate::text::excerpt(&out.output)
-            )));
-        }
-        let dir = s.run_dir.join("artifacts");
-        let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(dir.join("pci-topology.txt"), render(&snap));
-        let diffs = compare(&cfg, &snap);
-        let mut figures = serde_json::Map::new();
-        figures.insert("functions".into(), snap.funcs.len().into());
-        figures.insert(
-            "bridges".into(),
-            snap.funcs
-                .values()
-                .filter(|f| f.class >> 8 == 0x0604)
-                .count()
-                .into(),
-        );
-        figures.insert("expected".into(), cfg.devices.len().into());
-        figures.insert("differences".into(), diffs.len().into());
-        let (outcome, message) = if diffs.is_empty() {
-            (
-                Outcome::Pass,
-                format!(
-                    "{} functions as the board file lists them",
-                    snap.funcs.len()
-                ),
-            )
-        } else {
-            (
-                Outcome::Fail,
-                format!(
-                    "{} difference(s) from the board file:\n{}",
-                    diffs.len(),
-                    diffs.join("\n")
-                ),
-            )
-        };
-        Ok(CheckOutput {
-            outcome: Some(outcome),
-            message,
-            figures,
+    fn needs(&self, _via: Via) -> State {
+        State::LinuxSsh
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut CheckCtx<'_>) -> CheckFuture<'a> {
+        Box::pin(async move {
+            let timeout = ctx.timeout;
+            let s = &mut *ctx.session;
+            let Some(cfg) = s.board.pci_topology.clone() else {
+                return Err(StepError::Blocked(format!(
+                    "board {} has no [pci_topology] table listing the expected PCI tree",
+                    s.board.name
+                )));
+            };
+            let out = s.ssh()?.exec(COLLECT_COMMAND, timeout).await?;
+            let snap = parse(&out.output);
+            if snap.funcs.is_empty() {
+                return Err(StepError::Blocked(format!(
+                    "no PCI functions in sysfs on the board: {}",
+                    crate::text::excerpt(&out.output)
+                )));
+            }
+            let dir = s.run_dir.join("artifacts");
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("pci-topology.txt"), render(&snap));
+            let diffs = compare(&cfg, &snap);
+            let mut figures = serde_json::Map::new();
+            figures.insert("functions".into(), snap.funcs.len().into());
+            figures.insert(
+                "bridges".into(),
+                snap.funcs
+                    .values()
+                    .filter(|f| f.class >> 8 == 0x0604)
+                    .count()
+                    .into(),
+            );
+            figures.insert("expected".into(), cfg.devices.len().into());
+            figures.insert("differences".into(), diffs.len().into());
+            let (outcome, message) = if diffs.is_empty() {
+                (
+                    Outcome::Pass,
+                    format!(
+                        "{} functions as the board file lists them",
+                        snap.funcs.len()
+                    ),
+                )
+            } else {
+                (
+                    Outcome::Fail,
+                    format!(
+                        "{} difference(s) from the board file:\n{}",
+                        diffs.len(),
+                        diffs.join("\n")
+                    ),
+                )
+            };
+            Ok(CheckOutput {
+                outcome: Some(outcome),
+                message,
+                figures,
+            })
         })
     }
 }

@@ -2,18 +2,15 @@
 //! packet loss and the average round trip are within the suite's limits. Reads the
 //! summary of both busybox and iputils `ping`.
 
-use super::CheckOutput;
+use super::{Check, CheckCtx, CheckFuture, CheckOutput, ViaRule};
 use crate::config::load::from_table;
 use crate::config::ConfigError;
-use crate::error::StepError;
 use crate::outcome::Outcome;
-use crate::shell::ConsoleShell;
 use regex::Regex;
 use serde::Deserialize;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::LazyLock;
-use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,12 +80,11 @@ static RTT: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
-impl PingCheck {
-    pub fn from_params(
-        path: &Path,
-        key: &str,
-        params: toml::Table,
-    ) -> Result<PingCheck, ConfigError> {
+impl Check for PingCheck {
+    const KIND: &'static str = "ping";
+    const VIA: ViaRule = ViaRule::CONSOLE_SHELL;
+
+    fn from_params(path: &Path, key: &str, params: toml::Table) -> Result<Self, ConfigError> {
         let p: Params = from_table(path, key, params)?;
         let err = |field: &str, msg: String| ConfigError::new(path, format!("{key}.{field}"), msg);
         if !valid_target(&p.target) {
@@ -147,6 +143,17 @@ impl PingCheck {
         })
     }
 
+    fn run<'a>(&'a self, ctx: &'a mut CheckCtx<'_>) -> CheckFuture<'a> {
+        Box::pin(async move {
+            let timeout = ctx.timeout;
+            let shell = ctx.console_shell()?;
+            let out = shell.run(&self.command(), timeout).await?;
+            Ok(self.judge(parse(&out.output), out.status, &out.output))
+        })
+    }
+}
+
+impl PingCheck {
     /// `ping -c N [-i S] [-I IFACE] TARGET`; the options busybox and iputils share.
     pub fn command(&self) -> String {
         let mut args = vec!["ping".to_string(), "-c".into(), self.count.to_string()];
@@ -162,15 +169,6 @@ impl PingCheck {
         // Validation already allows only safe characters; quoting keeps a future relaxation
         // of it from turning suite text into shell syntax.
         shell_words::join(args)
-    }
-
-    pub async fn run(
-        &self,
-        shell: &mut ConsoleShell,
-        timeout: Duration,
-    ) -> Result<CheckOutput, StepError> {
-        let out = shell.run(&self.command(), timeout).await?;
-        Ok(self.judge(parse(&out.output), out.status, &out.output))
     }
 
     fn judge(&self, stats: Option<PingStats>, status: i32, output: &str) -> CheckOutput {

@@ -2,17 +2,16 @@
 //! modules, KVM, the SMMU, the board file's devices and their IOMMU groups. Anything
 //! missing makes the check `blocked` with every reason, so one run shows all fixes.
 
-use super::CheckOutput;
-use crate::boot::BoardSession;
+use super::{Check, CheckCtx, CheckFuture, CheckOutput};
+use crate::boot::State;
 use crate::config::load::from_table;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Via};
 use crate::error::StepError;
 use crate::outcome::Outcome;
 use crate::vfio;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,12 +57,10 @@ fn safe_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-impl PreflightCheck {
-    pub fn from_params(
-        path: &Path,
-        key: &str,
-        params: toml::Table,
-    ) -> Result<PreflightCheck, ConfigError> {
+impl Check for PreflightCheck {
+    const KIND: &'static str = "preflight";
+
+    fn from_params(path: &Path, key: &str, params: toml::Table) -> Result<Self, ConfigError> {
         let c: PreflightCheck = from_table(path, key, params)?;
         for (i, o) in c.kernel_options.iter().enumerate() {
             if !safe_name(o) || o.starts_with("CONFIG_") {
@@ -86,92 +83,97 @@ impl PreflightCheck {
         Ok(c)
     }
 
-    pub async fn run(
-        &self,
-        s: &mut BoardSession,
-        timeout: Duration,
-    ) -> Result<CheckOutput, StepError> {
-        let mut reasons = Vec::new();
-        let mut good = Vec::new();
-        let ssh = s.ssh()?;
+    fn needs(&self, _via: Via) -> State {
+        State::LinuxSsh
+    }
 
-        let cfg = ssh.exec(CONFIG_COMMAND, timeout).await?;
-        if cfg.output.contains("HIL_NO_KERNEL_CONFIG") {
-            reasons.push(
-                "kernel config not readable (no /proc/config.gz, no /boot/config-$(uname -r))"
-                    .to_string(),
-            );
-        } else {
-            let config = parse_config(&cfg.output);
-            let missing = missing_options(&config, &self.kernel_options);
-            if missing.is_empty() {
-                good.push(format!("{} kernel options set", self.kernel_options.len()));
-            }
-            reasons.extend(missing);
-        }
-        for m in &self.modules {
-            let sys = m.replace('-', "_");
-            let cmd = format!("modprobe {m} 2>&1; [ -d /sys/module/{sys} ]");
-            let o = ssh.exec(&cmd, timeout).await?;
-            if o.status != 0 {
-                reasons.push(format!("module {m} does not load: {}", o.output.trim()));
-            }
-        }
-        if !self.modules.is_empty() {
-            good.push(format!("modules load: {}", self.modules.join(" ")));
-        }
-        let kvm = ssh.exec("test -c /dev/kvm", timeout).await?;
-        if kvm.status != 0 {
-            reasons
-                .push("no /dev/kvm: KVM not available (EL2 not enabled, or CONFIG_KVM off)".into());
-        }
-        let smmu = ssh
-            .exec(
-                "ls /sys/class/iommu/ 2>/dev/null; dmesg | grep -m1 -i 'arm-smmu'",
-                timeout,
-            )
-            .await?;
-        if smmu.output.trim().is_empty() {
-            reasons.push("no IOMMU registered (/sys/class/iommu is empty): enable the SMMU node in the device tree".into());
-        } else {
-            good.push("IOMMU present".into());
-        }
+    fn run<'a>(&'a self, ctx: &'a mut CheckCtx<'_>) -> CheckFuture<'a> {
+        Box::pin(async move {
+            let timeout = ctx.timeout;
+            let s = &mut *ctx.session;
+            let mut reasons = Vec::new();
+            let mut good = Vec::new();
+            let ssh = s.ssh()?;
 
-        let (devs, found) = match s.resolve_devices(&self.devices).await {
-            Ok(x) => x,
-            Err(StepError::Blocked(r)) => {
-                reasons.push(r);
-                (Vec::new(), Vec::new())
+            let cfg = ssh.exec(CONFIG_COMMAND, timeout).await?;
+            if cfg.output.contains("HIL_NO_KERNEL_CONFIG") {
+                reasons.push(
+                    "kernel config not readable (no /proc/config.gz, no /boot/config-$(uname -r))"
+                        .to_string(),
+                );
+            } else {
+                let config = parse_config(&cfg.output);
+                let missing = missing_options(&config, &self.kernel_options);
+                if missing.is_empty() {
+                    good.push(format!("{} kernel options set", self.kernel_options.len()));
+                }
+                reasons.extend(missing);
             }
-            Err(e) => return Err(e),
-        };
-        let mut figures = serde_json::Map::new();
-        for (name, d) in &found {
-            figures.insert(
-                format!("device.{name}"),
-                serde_json::json!({"address": d.address, "id": d.id(), "driver": d.driver, "iommu_group": d.group}),
-            );
-        }
-        let refs: Vec<&vfio::PciDev> = found.iter().map(|(_, d)| d).collect();
-        if !refs.is_empty() {
-            match vfio::check_viable(&devs, &refs) {
-                Ok(()) => good.push(format!("{} device(s) in viable IOMMU groups", refs.len())),
-                Err(r) => reasons.push(r),
+            for m in &self.modules {
+                let sys = m.replace('-', "_");
+                let cmd = format!("modprobe {m} 2>&1; [ -d /sys/module/{sys} ]");
+                let o = ssh.exec(&cmd, timeout).await?;
+                if o.status != 0 {
+                    reasons.push(format!("module {m} does not load: {}", o.output.trim()));
+                }
             }
-        }
-        if reasons.is_empty() {
-            Ok(CheckOutput {
-                outcome: Some(Outcome::Pass),
-                message: good.join("; "),
-                figures,
-            })
-        } else {
-            Ok(CheckOutput {
-                outcome: Some(Outcome::Blocked),
-                message: reasons.join("; "),
-                figures,
-            })
-        }
+            if !self.modules.is_empty() {
+                good.push(format!("modules load: {}", self.modules.join(" ")));
+            }
+            let kvm = ssh.exec("test -c /dev/kvm", timeout).await?;
+            if kvm.status != 0 {
+                reasons.push(
+                    "no /dev/kvm: KVM not available (EL2 not enabled, or CONFIG_KVM off)".into(),
+                );
+            }
+            let smmu = ssh
+                .exec(
+                    "ls /sys/class/iommu/ 2>/dev/null; dmesg | grep -m1 -i 'arm-smmu'",
+                    timeout,
+                )
+                .await?;
+            if smmu.output.trim().is_empty() {
+                reasons.push("no IOMMU registered (/sys/class/iommu is empty): enable the SMMU node in the device tree".into());
+            } else {
+                good.push("IOMMU present".into());
+            }
+
+            let (devs, found) = match s.resolve_devices(&self.devices).await {
+                Ok(x) => x,
+                Err(StepError::Blocked(r)) => {
+                    reasons.push(r);
+                    (Vec::new(), Vec::new())
+                }
+                Err(e) => return Err(e),
+            };
+            let mut figures = serde_json::Map::new();
+            for (name, d) in &found {
+                figures.insert(
+                    format!("device.{name}"),
+                    serde_json::json!({"address": d.address, "id": d.id(), "driver": d.driver, "iommu_group": d.group}),
+                );
+            }
+            let refs: Vec<&vfio::PciDev> = found.iter().map(|(_, d)| d).collect();
+            if !refs.is_empty() {
+                match vfio::check_viable(&devs, &refs) {
+                    Ok(()) => good.push(format!("{} device(s) in viable IOMMU groups", refs.len())),
+                    Err(r) => reasons.push(r),
+                }
+            }
+            if reasons.is_empty() {
+                Ok(CheckOutput {
+                    outcome: Some(Outcome::Pass),
+                    message: good.join("; "),
+                    figures,
+                })
+            } else {
+                Ok(CheckOutput {
+                    outcome: Some(Outcome::Blocked),
+                    message: reasons.join("; "),
+                    figures,
+                })
+            }
+        })
     }
 }
 

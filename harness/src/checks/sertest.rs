@@ -13,11 +13,10 @@
 //! `corrupt_every = N` is a fault-injection hook: the slave flips a byte in every Nth
 //! message (the fixture tool's `--corrupt N`), so the check must fail.
 
-use super::CheckOutput;
-use crate::boot::BoardSession;
+use super::{Check, CheckCtx, CheckFuture, CheckOutput};
+use crate::boot::State;
 use crate::config::load::from_table;
-use crate::config::ConfigError;
-use crate::error::StepError;
+use crate::config::{ConfigError, Via};
 use crate::outcome::Outcome;
 use regex::Regex;
 use serde::Deserialize;
@@ -240,12 +239,10 @@ fn valid_pci(a: &str) -> bool {
         && (b'0'..=b'7').contains(&b[11])
 }
 
-impl SertestCheck {
-    pub fn from_params(
-        path: &Path,
-        key: &str,
-        params: toml::Table,
-    ) -> Result<SertestCheck, ConfigError> {
+impl Check for SertestCheck {
+    const KIND: &'static str = "sertest";
+
+    fn from_params(path: &Path, key: &str, params: toml::Table) -> Result<Self, ConfigError> {
         let p: Params = from_table(path, key, params)?;
         let err = |field: &str, msg: String| ConfigError::new(path, format!("{key}.{field}"), msg);
         if let Some(g) = &p.guest_port {
@@ -321,6 +318,96 @@ impl SertestCheck {
         })
     }
 
+    /// The slave runs in the guest, the master on the board over SSH.
+    fn needs(&self, _via: Via) -> State {
+        State::Guest
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut CheckCtx<'_>) -> CheckFuture<'a> {
+        Box::pin(async move {
+            let timeout = ctx.timeout;
+            let s = &mut *ctx.session;
+            let started = Instant::now();
+            let deadline = started + timeout;
+            // The board side.
+            let out = s
+                .ssh()?
+                .exec(&self.board_port_command(), SHELL_STEP)
+                .await?;
+            let board_port = match judge_board_port(&self.board_device, &out.output) {
+                Ok(p) => p,
+                Err(verdict) => return Ok(verdict),
+            };
+            // The guest side.
+            let shell = s.guest_shell()?;
+            let guest_port = match &self.guest_port {
+                Some(p) => p.clone(),
+                None => {
+                    let out = shell.run(GUEST_PORT_COMMAND, SHELL_STEP).await?;
+                    match out.output.split_whitespace().find(|w| valid_port(w)) {
+                        Some(p) => format!("/dev/{p}"),
+                        None => {
+                            return Ok(blocked(format!(
+                                "no ttyS* on PCI in the guest: the 16550 at {} was not passed \
+                                 through or the guest kernel lacks SERIAL_8250_PCI (found: {:?})",
+                                "the [[device]] serial",
+                                out.output.trim()
+                            )))
+                        }
+                    }
+                }
+            };
+            let secs = super::time_left(deadline, timeout)?.as_secs().max(2);
+            let out = shell
+                .run(&self.slave_command(&guest_port, secs), SHELL_STEP)
+                .await?;
+            let slave_start = parse(&out.output);
+            if let Some(e) = slave_start.errors.first() {
+                let msg = format!("slave on the guest's {guest_port}: {}", e.line);
+                return Ok(if e.kind == ErrorKind::FailedToOpen {
+                    blocked(msg)
+                } else {
+                    fail(msg, serde_json::Map::new())
+                });
+            }
+            if out.output.contains("not found") {
+                return Ok(blocked(format!(
+                    "sertest is not installed in the guest: {}",
+                    out.output.trim()
+                )));
+            }
+
+            let master_secs = super::time_left(deadline, timeout)?
+                .as_secs()
+                .saturating_sub(15)
+                .max(2);
+            let t0 = Instant::now();
+            let master = s
+                .ssh()?
+                .exec(
+                    &self.master_command(&board_port, master_secs),
+                    super::time_left(deadline, timeout)?,
+                )
+                .await;
+            let duration = t0.elapsed();
+            // Collect the slave whatever the master did: it must not outlive the check.
+            let slave = s.guest_shell()?.run(&collect_command(), SHELL_STEP).await?;
+            let master = master?;
+            let mut v = self.judge(
+                &parse(&master.output),
+                master.status,
+                &master.output,
+                &parse(&slave.output),
+                duration,
+            );
+            v.figures.insert("board_port".into(), board_port.into());
+            v.figures.insert("guest_port".into(), guest_port.into());
+            Ok(v)
+        })
+    }
+}
+
+impl SertestCheck {
     fn common_args(&self) -> Vec<String> {
         let mut a = Vec::new();
         if self.chain {
@@ -376,89 +463,6 @@ impl SertestCheck {
             "d={d}; if [ ! -e $d ]; then echo no-device; elif [ -d $d/tty ]; then ls $d/tty; \
              else echo \"no-tty driver=$(basename \"$(readlink $d/driver)\" 2>/dev/null)\"; fi"
         )
-    }
-
-    pub async fn run(
-        &self,
-        s: &mut BoardSession,
-        timeout: Duration,
-    ) -> Result<CheckOutput, StepError> {
-        let started = Instant::now();
-        let deadline = started + timeout;
-        // The board side.
-        let out = s
-            .ssh()?
-            .exec(&self.board_port_command(), SHELL_STEP)
-            .await?;
-        let board_port = match judge_board_port(&self.board_device, &out.output) {
-            Ok(p) => p,
-            Err(verdict) => return Ok(verdict),
-        };
-        // The guest side.
-        let shell = s.guest_shell()?;
-        let guest_port = match &self.guest_port {
-            Some(p) => p.clone(),
-            None => {
-                let out = shell.run(GUEST_PORT_COMMAND, SHELL_STEP).await?;
-                match out.output.split_whitespace().find(|w| valid_port(w)) {
-                    Some(p) => format!("/dev/{p}"),
-                    None => {
-                        return Ok(blocked(format!(
-                            "no ttyS* on PCI in the guest: the 16550 at {} was not passed \
-                             through or the guest kernel lacks SERIAL_8250_PCI (found: {:?})",
-                            "the [[device]] serial",
-                            out.output.trim()
-                        )))
-                    }
-                }
-            }
-        };
-        let secs = super::time_left(deadline, timeout)?.as_secs().max(2);
-        let out = shell
-            .run(&self.slave_command(&guest_port, secs), SHELL_STEP)
-            .await?;
-        let slave_start = parse(&out.output);
-        if let Some(e) = slave_start.errors.first() {
-            let msg = format!("slave on the guest's {guest_port}: {}", e.line);
-            return Ok(if e.kind == ErrorKind::FailedToOpen {
-                blocked(msg)
-            } else {
-                fail(msg, serde_json::Map::new())
-            });
-        }
-        if out.output.contains("not found") {
-            return Ok(blocked(format!(
-                "sertest is not installed in the guest: {}",
-                out.output.trim()
-            )));
-        }
-
-        let master_secs = super::time_left(deadline, timeout)?
-            .as_secs()
-            .saturating_sub(15)
-            .max(2);
-        let t0 = Instant::now();
-        let master = s
-            .ssh()?
-            .exec(
-                &self.master_command(&board_port, master_secs),
-                super::time_left(deadline, timeout)?,
-            )
-            .await;
-        let duration = t0.elapsed();
-        // Collect the slave whatever the master did: it must not outlive the check.
-        let slave = s.guest_shell()?.run(&collect_command(), SHELL_STEP).await?;
-        let master = master?;
-        let mut v = self.judge(
-            &parse(&master.output),
-            master.status,
-            &master.output,
-            &parse(&slave.output),
-            duration,
-        );
-        v.figures.insert("board_port".into(), board_port.into());
-        v.figures.insert("guest_port".into(), guest_port.into());
-        Ok(v)
     }
 
     /// The verdict on the master's report (and the slave's).

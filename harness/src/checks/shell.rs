@@ -1,16 +1,13 @@
 //! The generic `shell` check: run a command on the console or over SSH; pass when the exit
 //! status is the expected one and the output matches the expected regex.
 
-use super::CheckOutput;
-use crate::boot::BoardSession;
+use super::{Check, CheckCtx, CheckFuture, CheckOutput};
 use crate::config::load::from_table;
 use crate::config::{ConfigError, Via};
-use crate::error::StepError;
 use crate::outcome::Outcome;
 use regex::Regex;
 use serde::Deserialize;
 use std::path::Path;
-use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,12 +26,10 @@ pub struct ShellCheck {
     pub exit_status: i32,
 }
 
-impl ShellCheck {
-    pub fn from_params(
-        path: &Path,
-        key: &str,
-        params: toml::Table,
-    ) -> Result<ShellCheck, ConfigError> {
+impl Check for ShellCheck {
+    const KIND: &'static str = "shell";
+
+    fn from_params(path: &Path, key: &str, params: toml::Table) -> Result<Self, ConfigError> {
         let p: Params = from_table(path, key, params)?;
         let expect = match p.expect {
             Some(e) => Some(Regex::new(&format!("(?m){e}")).map_err(|err| {
@@ -60,20 +55,21 @@ impl ShellCheck {
         })
     }
 
-    pub async fn run(
-        &self,
-        s: &mut BoardSession,
-        via: Via,
-        timeout: Duration,
-    ) -> Result<CheckOutput, StepError> {
-        let out = match via {
-            Via::Console => s.shell()?.run(&self.command, timeout).await?,
-            Via::Ssh => s.ssh()?.exec(&self.command, timeout).await?,
-            Via::Guest => s.guest_shell()?.run(&self.command, timeout).await?,
-        };
-        Ok(self.judge(&out.output, out.status))
+    fn run<'a>(&'a self, ctx: &'a mut CheckCtx<'_>) -> CheckFuture<'a> {
+        Box::pin(async move {
+            let (via, timeout) = (ctx.via, ctx.timeout);
+            let s = &mut *ctx.session;
+            let out = match via {
+                Via::Console => s.shell()?.run(&self.command, timeout).await?,
+                Via::Ssh => s.ssh()?.exec(&self.command, timeout).await?,
+                Via::Guest => s.guest_shell()?.run(&self.command, timeout).await?,
+            };
+            Ok(self.judge(&out.output, out.status))
+        })
     }
+}
 
+impl ShellCheck {
     fn judge(&self, output: &str, status: i32) -> CheckOutput {
         let mut figures = serde_json::Map::new();
         figures.insert("exit_status".into(), status.into());

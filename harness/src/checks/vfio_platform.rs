@@ -6,16 +6,15 @@
 //! When all is there: `enable_unsafe_noiommu_mode`, `driver_override`, unbind, bind,
 //! recording each device's original driver (figures and `artifacts/vfio-platform.json`).
 
-use super::CheckOutput;
-use crate::boot::BoardSession;
+use super::{Check, CheckCtx, CheckFuture, CheckOutput};
+use crate::boot::{BoardSession, State};
 use crate::checks::preflight::parse_config;
 use crate::config::load::from_table;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Via};
 use crate::error::StepError;
 use crate::outcome::Outcome;
 use serde::Deserialize;
 use std::path::Path;
-use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,12 +141,10 @@ fn config_note(v: &Option<String>, name: &str) -> String {
     }
 }
 
-impl VfioPlatformCheck {
-    pub fn from_params(
-        path: &Path,
-        key: &str,
-        params: toml::Table,
-    ) -> Result<VfioPlatformCheck, ConfigError> {
+impl Check for VfioPlatformCheck {
+    const KIND: &'static str = "vfio-platform";
+
+    fn from_params(path: &Path, key: &str, params: toml::Table) -> Result<Self, ConfigError> {
         let c: VfioPlatformCheck = from_table(path, key, params)?;
         for (i, d) in c.devices.iter().enumerate() {
             if !valid_device(d) {
@@ -172,6 +169,73 @@ impl VfioPlatformCheck {
         Ok(c)
     }
 
+    fn needs(&self, _via: Via) -> State {
+        State::LinuxSsh
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut CheckCtx<'_>) -> CheckFuture<'a> {
+        Box::pin(async move {
+            let timeout = ctx.timeout;
+            let s = &mut *ctx.session;
+            let qemu = self
+                .qemu
+                .clone()
+                .or_else(|| s.board.guest.as_ref().map(|g| g.binary.clone()))
+                .unwrap_or_else(|| "qemu-system-aarch64".into());
+            let ssh = s.ssh()?;
+            let out = ssh
+                .exec(&probe_command(&qemu, &self.devices), timeout)
+                .await?;
+            let p = parse_probe(&out.output);
+            let mut figures = serde_json::Map::new();
+            figures.insert("kernel_vfio_platform".into(), p.driver.into());
+            figures.insert("kernel_noiommu".into(), p.noiommu_param.into());
+            figures.insert("qemu_vfio_platform".into(), p.qemu_device.into());
+            let missing = self.missing(&p, &qemu);
+            if !missing.is_empty() {
+                return Ok(CheckOutput {
+                    outcome: Some(Outcome::Blocked),
+                    message: format!("unsupported configuration: {}", missing.join("; ")),
+                    figures,
+                });
+            }
+            let mut bound = serde_json::Map::new();
+            for (d, drv) in &p.devices {
+                let original = drv.clone().unwrap_or_default();
+                bound.insert(
+                    d.clone(),
+                    serde_json::json!({ "original_driver": original }),
+                );
+                // Recorded before the bind, so a failure half-way still says what to restore.
+                save(s, &bound);
+                let o = s.ssh()?.exec(&self.bind_command(d), timeout).await?;
+                if o.status != 0 {
+                    return Err(StepError::BindFailed(format!(
+                        "binding {d} to vfio-platform failed: {}",
+                        o.output.trim()
+                    )));
+                }
+            }
+            figures.insert("devices".into(), serde_json::Value::Object(bound));
+            let names: Vec<&str> = p.devices.iter().map(|(d, _)| d.as_str()).collect();
+            Ok(CheckOutput {
+                outcome: Some(Outcome::Pass),
+                message: if names.is_empty() {
+                    "kernel and QEMU offer vfio-platform".into()
+                } else {
+                    format!(
+                        "{} bound to vfio-platform{}",
+                        names.join(", "),
+                        if self.noiommu { " (no-IOMMU mode)" } else { "" }
+                    )
+                },
+                figures,
+            })
+        })
+    }
+}
+
+impl VfioPlatformCheck {
     /// Every missing piece, worded for the report.
     pub fn missing(&self, p: &Probe, qemu: &str) -> Vec<String> {
         let mut m = Vec::new();
@@ -238,67 +302,6 @@ impl VfioPlatformCheck {
             "echo > {p}/driver_override; \
              {{ [ ! -e {p}/driver ] || echo {d} > {p}/driver/unbind; }}; {rebind}"
         )
-    }
-
-    pub async fn run(
-        &self,
-        s: &mut BoardSession,
-        timeout: Duration,
-    ) -> Result<CheckOutput, StepError> {
-        let qemu = self
-            .qemu
-            .clone()
-            .or_else(|| s.board.guest.as_ref().map(|g| g.binary.clone()))
-            .unwrap_or_else(|| "qemu-system-aarch64".into());
-        let ssh = s.ssh()?;
-        let out = ssh
-            .exec(&probe_command(&qemu, &self.devices), timeout)
-            .await?;
-        let p = parse_probe(&out.output);
-        let mut figures = serde_json::Map::new();
-        figures.insert("kernel_vfio_platform".into(), p.driver.into());
-        figures.insert("kernel_noiommu".into(), p.noiommu_param.into());
-        figures.insert("qemu_vfio_platform".into(), p.qemu_device.into());
-        let missing = self.missing(&p, &qemu);
-        if !missing.is_empty() {
-            return Ok(CheckOutput {
-                outcome: Some(Outcome::Blocked),
-                message: format!("unsupported configuration: {}", missing.join("; ")),
-                figures,
-            });
-        }
-        let mut bound = serde_json::Map::new();
-        for (d, drv) in &p.devices {
-            let original = drv.clone().unwrap_or_default();
-            bound.insert(
-                d.clone(),
-                serde_json::json!({ "original_driver": original }),
-            );
-            // Recorded before the bind, so a failure half-way still says what to restore.
-            save(s, &bound);
-            let o = s.ssh()?.exec(&self.bind_command(d), timeout).await?;
-            if o.status != 0 {
-                return Err(StepError::BindFailed(format!(
-                    "binding {d} to vfio-platform failed: {}",
-                    o.output.trim()
-                )));
-            }
-        }
-        figures.insert("devices".into(), serde_json::Value::Object(bound));
-        let names: Vec<&str> = p.devices.iter().map(|(d, _)| d.as_str()).collect();
-        Ok(CheckOutput {
-            outcome: Some(Outcome::Pass),
-            message: if names.is_empty() {
-                "kernel and QEMU offer vfio-platform".into()
-            } else {
-                format!(
-                    "{} bound to vfio-platform{}",
-                    names.join(", "),
-                    if self.noiommu { " (no-IOMMU mode)" } else { "" }
-                )
-            },
-            figures,
-        })
     }
 }
 
