@@ -957,3 +957,6 @@ pub async fn prepare_session(
         .map_err(|e| StepError::Infra(e.to_string()))?;
     Ok(BoardSession::new(board, run_dir.to_path_buf(), target))
 }
+
+#[cfg(test)]
+mod tests;
