@@ -245,9 +245,12 @@ async fn run_step(s: &mut BoardSession, spec: &CheckSpec) -> Step {
     let t = Instant::now();
     let r: Result<crate::checks::CheckOutput, StepError> = match s.reach(spec.needs()).await {
         Err(e) => Err(e),
-        Ok(()) => tokio::time::timeout(spec.timeout + Duration::from_secs(10), spec.run(s))
-            .await
-            .unwrap_or(Err(StepError::CheckTimeout(spec.timeout.as_secs()))),
+        Ok(()) => tokio::time::timeout(
+            spec.timeout.saturating_add(Duration::from_secs(10)),
+            spec.run(s),
+        )
+        .await
+        .unwrap_or(Err(StepError::CheckTimeout(spec.timeout.as_secs()))),
     };
     let (outcome, detail) = match r {
         Ok(o) => (o.outcome.unwrap_or(Outcome::Pass), o.message),

@@ -101,7 +101,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         deadline: opts
             .suite
             .deadline
-            .map(|d| tokio::time::Instant::from_std(started) + d),
+            .map(|d| crate::config::limits::deadline_from(started.into(), d)),
         suite: opts.suite,
         tx,
         run_start: started,
@@ -692,7 +692,7 @@ async fn run_check(
                 .console()
                 .map(|con| Expecter::new(con.subscribe(), linux_death_patterns()));
             // Grace beyond the check's own limit, for the transport to report its timeout.
-            let limit = spec.timeout + Duration::from_secs(10);
+            let limit = spec.timeout.saturating_add(Duration::from_secs(10));
             let r = tokio::select! {
                 r = tokio::time::timeout(limit, spec.run(s)) => r.unwrap_or(Err(StepError::CheckTimeout(spec.timeout.as_secs()))),
                 e = async { match watch.as_mut() { Some(w) => w.watch().await, None => std::future::pending().await } } => Err(e.into()),

@@ -306,7 +306,7 @@ impl DmaCheck {
         name: &str,
         timeout: Duration,
     ) -> Result<CheckOutput, StepError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::config::limits::deadline_from(Instant::now(), timeout);
         let Some(cfg) = s.board.dma.clone() else {
             return Err(StepError::Blocked(format!(
                 "board {} has no [dma] table: add device = \"ADDR\" (an edu DMA engine) or self_test/success",

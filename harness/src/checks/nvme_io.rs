@@ -271,7 +271,7 @@ impl NvmeIoCheck {
         shell: &mut ConsoleShell,
         timeout: Duration,
     ) -> Result<CheckOutput, StepError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::config::limits::deadline_from(Instant::now(), timeout);
         let out = shell
             .run(&self.probe_command(), super::time_left(deadline, timeout)?)
             .await?;

@@ -384,7 +384,7 @@ impl SertestCheck {
         timeout: Duration,
     ) -> Result<CheckOutput, StepError> {
         let started = Instant::now();
-        let deadline = started + timeout;
+        let deadline = crate::config::limits::deadline_from(started, timeout);
         // The board side.
         let out = s
             .ssh()?

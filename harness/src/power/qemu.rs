@@ -149,7 +149,8 @@ impl QemuPower {
         });
 
         // QMP appears once QEMU has parsed its arguments; an early exit means bad args.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(cfg.start_timeout_s);
+        let deadline =
+            crate::config::limits::deadline_after(Duration::from_secs(cfg.start_timeout_s));
         let mut qmp = loop {
             if let Some(status) = self.exit_status() {
                 let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
