@@ -8,6 +8,7 @@ pub mod limits;
 pub mod load;
 pub mod pcie;
 pub mod suite;
+pub mod validate;
 
 pub use board::Board;
 pub use error::{ConfigError, ConfigErrors};
