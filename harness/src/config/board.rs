@@ -2,7 +2,8 @@
 
 use super::error::{ConfigError, ConfigErrors};
 use super::expand;
-use super::load::load_toml;
+use super::load::{parse_toml, read_text};
+use super::validate::Validation;
 use regex::Regex;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -171,35 +172,7 @@ pub struct QemuCfg {
     pub start_timeout_s: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FlashBackend {
-    /// Copy kernel/initrd into the lab's TFTP directory for U-Boot to fetch.
-    Tftp,
-    Rkdeveloptool,
-    ImageWrite,
-    FlashWriter,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlashCfg {
-    pub backend: FlashBackend,
-    /// tftp: the directory the lab's TFTP server serves for this board.
-    pub tftp_dir: Option<String>,
-    /// tftp: files to copy there, `name = "source path"`.
-    #[serde(default)]
-    pub files: std::collections::BTreeMap<String, String>,
-    /// rkdeveloptool: the loader (`db`) and the image written with `wl` at `sector`.
-    pub loader: Option<String>,
-    pub image: Option<String>,
-    pub sector: Option<u64>,
-    /// flash-writer: the Flash Writer S-record and the serial device of SCIF download mode.
-    pub writer: Option<String>,
-    /// image-write: the block device (SD-mux) the host image is written to.
-    pub target: Option<String>,
-    pub timeout_s: u64,
-}
+pub use super::flash::{FlashBackend, FlashCfg};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -261,7 +234,10 @@ pub struct SshCfg {
 impl Board {
     /// Loads and validates `path`; every problem names the file and key.
     pub fn load(path: &Path) -> Result<Board, ConfigErrors> {
-        let board: Board = load_toml(path).map_err(|e| ConfigErrors(vec![e]))?;
+        let one = |e| ConfigErrors(vec![e]);
+        let text = read_text(path).map_err(one)?;
+        let board: Board =
+            parse_toml(path, &text).map_err(|e| one(super::flash::locate_error(&text, e)))?;
         let errs = board.validate(path);
         if errs.is_empty() {
             Ok(board)
@@ -381,33 +357,6 @@ impl Board {
                     .into(),
             );
         }
-        if let Some(f) = &self.flash {
-            let need: &[(&str, bool)] = match f.backend {
-                FlashBackend::Tftp => &[("flash.tftp_dir", f.tftp_dir.is_some())],
-                FlashBackend::Rkdeveloptool => &[
-                    ("flash.loader", f.loader.is_some()),
-                    ("flash.image", f.image.is_some()),
-                    ("flash.sector", f.sector.is_some()),
-                ],
-                FlashBackend::ImageWrite => &[
-                    ("flash.image", f.image.is_some()),
-                    ("flash.target", f.target.is_some()),
-                ],
-                FlashBackend::FlashWriter => &[("flash.writer", f.writer.is_some())],
-            };
-            for (k, present) in need {
-                if !present {
-                    err(
-                        k,
-                        format!(
-                            "is missing; expected it when flash.backend = \"{:?}\"",
-                            f.backend
-                        )
-                        .to_lowercase(),
-                    );
-                }
-            }
-        }
         if let Some(r) = &self.linux.ready {
             if let Err(e) = Regex::new(r) {
                 err("linux.ready", format!("is not a valid regex: {e}"));
@@ -482,6 +431,11 @@ impl Board {
                 );
             }
         }
+        if let Some(f) = &self.flash {
+            let mut v = Validation::new(path);
+            f.validate(&mut v);
+            errs.extend(v.into_errors());
+        }
         if let Some(d) = &self.dma {
             super::pcie::validate_dma(path, d, &mut errs);
         }
@@ -514,12 +468,7 @@ impl Board {
             }
         }
         if let Some(f) = &self.flash {
-            if let Some(d) = &f.tftp_dir {
-                v.push(("flash.tftp_dir".into(), d.clone()));
-            }
-            for (name, src) in &f.files {
-                v.push((format!("flash.files.{name}"), src.clone()));
-            }
+            v.extend(f.paths());
         }
         v
     }
@@ -599,11 +548,8 @@ impl Board {
             }
         }
         if let Some(f) = &mut b.flash {
-            if let Some(d) = &mut f.tftp_dir {
-                ex("flash.tftp_dir", d)?;
-            }
-            for (name, src) in f.files.iter_mut() {
-                ex(&format!("flash.files.{name}"), src)?;
+            for (key, value) in f.paths_mut() {
+                ex(&key, value)?;
             }
         }
         Ok(b)
