@@ -201,6 +201,19 @@ impl QemuPower {
         Ok(())
     }
 
+    /// A hard reset of the running machine (QMP `system_reset`): the sim's power cycle,
+    /// which keeps the process and so its console pty.
+    pub async fn reset(&mut self) -> Result<(), PowerError> {
+        let qmp = self
+            .qmp
+            .as_mut()
+            .ok_or_else(|| PowerError::Failed("reset before arm".into()))?;
+        qmp.execute_timeout("system_reset", None, Duration::from_secs(10))
+            .await
+            .map_err(|e| PowerError::Failed(e.to_string()))?;
+        Ok(())
+    }
+
     /// Stops QEMU: QMP `quit`, then SIGKILL if it lingers.
     pub async fn off(&mut self) -> Result<(), PowerError> {
         let Some(pid) = self.pid.take() else {
