@@ -253,11 +253,8 @@ fn boards_cmd(check: bool) -> anyhow::Result<i32> {
     for f in &files {
         match Board::load(f) {
             Ok(b) => {
-                let power = format!("{:?}", b.power.backend).to_lowercase();
-                let flash = b
-                    .flash
-                    .as_ref()
-                    .map_or("-".into(), |f| format!("{:?}", f.backend).to_lowercase());
+                let power = b.power.backend.name();
+                let flash = b.flash.as_ref().map_or("-", |f| f.backend().name());
                 println!(
                     "{:<22} {:<8} power={:<8} flash={:<14} console={}{}",
                     b.name,

@@ -110,7 +110,7 @@ impl Expecter {
         patterns: &[&Regex],
         timeout: Duration,
     ) -> Result<Matched, ExpectError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::config::limits::deadline_after(timeout);
         // One timer for the whole call, not one per chunk received.
         let expired = tokio::time::sleep_until(deadline);
         tokio::pin!(expired);

@@ -76,7 +76,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunReport> {
         deadline: opts
             .suite
             .deadline
-            .and_then(|d| tokio::time::Instant::from_std(started).checked_add(d)),
+            .map(|d| crate::config::limits::deadline_from(started.into(), d)),
         suite: opts.suite,
         events: tx,
         run_start: started,

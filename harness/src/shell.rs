@@ -94,7 +94,7 @@ impl ConsoleShell {
             self.console.send(CURSOR_REPORT);
         }
         self.console.send(line);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::config::limits::deadline_after(timeout);
         let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
         let result = async {
             self.exp.expect(&[&start], left()).await?;

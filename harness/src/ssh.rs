@@ -78,7 +78,7 @@ impl SshTarget {
         timeout: Duration,
         log_path: &Path,
     ) -> Result<SshSession, SshError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::config::limits::std_deadline_from(Instant::now(), timeout);
         let mut last;
         loop {
             let t = self.clone();
@@ -303,7 +303,7 @@ impl SshTarget {
         kind: StreamKind,
         timeout: Duration,
     ) -> Result<std::os::unix::net::UnixStream, SshError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::config::limits::std_deadline_from(Instant::now(), timeout);
         let sess = loop {
             let t = self.clone();
             match tokio::task::spawn_blocking(move || t.connect_once())

@@ -282,7 +282,7 @@ impl Check for DmaCheck {
         Box::pin(async move {
             let (name, timeout) = (ctx.name, ctx.timeout);
             let s = &mut *ctx.session;
-            let deadline = Instant::now() + timeout;
+            let deadline = crate::config::limits::deadline_from(Instant::now(), timeout);
             let Some(cfg) = s.board.dma.clone() else {
                 return Err(StepError::Blocked(format!(
                     "board {} has no [dma] table: add device = \"ADDR\" (an edu DMA engine) or self_test/success",

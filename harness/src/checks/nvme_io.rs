@@ -269,7 +269,7 @@ impl Check for NvmeIoCheck {
         Box::pin(async move {
             let timeout = ctx.timeout;
             let shell = ctx.console_shell()?;
-            let deadline = Instant::now() + timeout;
+            let deadline = crate::config::limits::deadline_from(Instant::now(), timeout);
             let out = shell
                 .run(&self.probe_command(), super::time_left(deadline, timeout)?)
                 .await?;

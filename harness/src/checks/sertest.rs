@@ -328,7 +328,7 @@ impl Check for SertestCheck {
             let timeout = ctx.timeout;
             let s = &mut *ctx.session;
             let started = Instant::now();
-            let deadline = started + timeout;
+            let deadline = crate::config::limits::deadline_from(started, timeout);
             // The board side.
             let out = s
                 .ssh()?

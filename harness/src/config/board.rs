@@ -2,8 +2,9 @@
 
 use super::error::{ConfigError, ConfigErrors};
 use super::expand;
-use super::load::load_toml;
-use regex::Regex;
+use super::limits::{SecsRange, BAUD_MAX, REOPEN_MAX_S};
+use super::load::{parse_toml, read_text};
+use super::validate::Validation;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -129,8 +130,12 @@ pub struct ConsoleCfg {
 
 /// A USB-serial adapter re-enumerates in a few seconds; a hub reset can take longer.
 pub const DEFAULT_REOPEN_TIMEOUT_S: u64 = 30;
-/// Longer than this and a board without a console would go unnoticed for too long.
-const MAX_REOPEN_TIMEOUT_S: u64 = 3600;
+
+/// `console.reopen_timeout_s`: the one board duration where 0 has a meaning.
+const REOPEN_RANGE: SecsRange = SecsRange {
+    max: REOPEN_MAX_S,
+    zero: Some("turns re-opening off"),
+};
 
 impl ConsoleCfg {
     /// How long a lost transport may stay away before the console counts as closed;
@@ -180,35 +185,7 @@ pub struct QemuCfg {
     pub start_timeout_s: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FlashBackend {
-    /// Copy kernel/initrd into the lab's TFTP directory for U-Boot to fetch.
-    Tftp,
-    Rkdeveloptool,
-    ImageWrite,
-    FlashWriter,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlashCfg {
-    pub backend: FlashBackend,
-    /// tftp: the directory the lab's TFTP server serves for this board.
-    pub tftp_dir: Option<String>,
-    /// tftp: files to copy there, `name = "source path"`.
-    #[serde(default)]
-    pub files: std::collections::BTreeMap<String, String>,
-    /// rkdeveloptool: the loader (`db`) and the image written with `wl` at `sector`.
-    pub loader: Option<String>,
-    pub image: Option<String>,
-    pub sector: Option<u64>,
-    /// flash-writer: the Flash Writer S-record and the serial device of SCIF download mode.
-    pub writer: Option<String>,
-    /// image-write: the block device (SD-mux) the host image is written to.
-    pub target: Option<String>,
-    pub timeout_s: u64,
-}
+pub use super::flash::{FlashBackend, FlashCfg};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -267,10 +244,329 @@ pub struct SshCfg {
     pub connect_timeout_s: u64,
 }
 
+impl LeaseCfg {
+    fn validate(&self, v: &mut Validation) {
+        v.secs("lease.ttl_s", self.ttl_s, SecsRange::LEASE);
+        // A board kept up for interactive work: up to a suite's longest deadline.
+        v.secs("lease.up_ttl_s", self.up_ttl_s, SecsRange::JOB);
+    }
+}
+
+/// Each infrastructure retry power-cycles and boots the board again.
+const MAX_INFRA_RETRIES: u32 = 10;
+
+impl RetryCfg {
+    fn validate(&self, v: &mut Validation) {
+        if self.infrastructure > MAX_INFRA_RETRIES {
+            let msg = format!(
+                "is {}; expected at most {MAX_INFRA_RETRIES} (each retry power-cycles and boots the board again)",
+                self.infrastructure
+            );
+            v.err("retry.infrastructure", msg);
+        }
+    }
+}
+
+impl ConsoleCfg {
+    fn validate(&self, v: &mut Validation) {
+        self.validate_device(v);
+        self.validate_baud(v);
+        self.validate_reopen(v);
+    }
+
+    /// `qemu`, or an absolute path that stays the same across USB re-enumeration.
+    fn validate_device(&self, v: &mut Validation) {
+        let d = &self.device;
+        // A leading placeholder ({run_dir}, {board_dir}) expands to an absolute path.
+        if d != "qemu" && !d.starts_with('/') && !d.starts_with('{') {
+            v.err("console.device", format!("is \"{d}\"; expected \"qemu\" or an absolute device path such as /dev/serial/by-id/..."));
+        }
+        if d.starts_with("/dev/ttyUSB") || d.starts_with("/dev/ttyACM") {
+            v.err("console.device", format!("is \"{d}\", a name that changes when USB re-enumerates; expected a /dev/serial/by-id/ or /dev/serial/by-path/ link"));
+        }
+    }
+
+    fn validate_baud(&self, v: &mut Validation) {
+        if !(1..=BAUD_MAX).contains(&self.baud) {
+            let msg = format!(
+                "is {}; expected the console's line rate, 1 to {BAUD_MAX} baud (115200 or 1500000 on most boards)",
+                self.baud
+            );
+            v.err("console.baud", msg);
+        }
+    }
+
+    fn validate_reopen(&self, v: &mut Validation) {
+        let Some(s) = self.reopen_timeout_s else {
+            return;
+        };
+        if self.device == "qemu" {
+            v.err("console.reopen_timeout_s", "is set but console.device is \"qemu\"; the pty QEMU creates dies with QEMU and is never reopened: expected this key only with a device path");
+        } else {
+            v.secs("console.reopen_timeout_s", s, REOPEN_RANGE);
+        }
+    }
+}
+
+impl PowerCfg {
+    fn validate(&self, v: &mut Validation) {
+        self.validate_commands(v);
+        self.validate_timeout(v);
+    }
+
+    /// `command` needs on and off; other backends run no commands, so the keys would be
+    /// silently ignored.
+    fn validate_commands(&self, v: &mut Validation) {
+        let commands = [
+            ("power.on", &self.on, true),
+            ("power.off", &self.off, true),
+            ("power.cycle", &self.cycle, false),
+        ];
+        for (key, cmd, needed) in commands {
+            match (self.backend, cmd) {
+                (PowerBackend::Command, None) if needed => v.err(
+                    key,
+                    "is missing; expected a shell command when power.backend = \"command\"",
+                ),
+                (PowerBackend::Command, Some(c)) => {
+                    v.not_empty(key, c, "a shell command run on the lab host")
+                }
+                (_, Some(_)) => v.err(
+                    key,
+                    format!(
+                        "is set but power.backend = \"{}\", which runs no commands: expected it only with backend = \"command\"; remove it",
+                        self.backend.name()
+                    ),
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// `command`: the limit per command; `manual`: how long to wait for the operator.
+    fn validate_timeout(&self, v: &mut Validation) {
+        let what = match self.backend {
+            PowerBackend::Command => "seconds allowed per power command",
+            PowerBackend::Manual => "seconds to wait for the operator",
+            PowerBackend::Qemu => return,
+        };
+        match self.timeout_s {
+            None => v.err("power.timeout_s", format!("is missing; expected {what}")),
+            Some(t) => v.secs("power.timeout_s", t, SecsRange::STEP),
+        }
+    }
+}
+
+impl PowerBackend {
+    pub fn name(self) -> &'static str {
+        match self {
+            PowerBackend::Qemu => "qemu",
+            PowerBackend::Command => "command",
+            PowerBackend::Manual => "manual",
+        }
+    }
+}
+
+impl QemuCfg {
+    fn validate(&self, v: &mut Validation) {
+        v.not_empty(
+            "qemu.binary",
+            &self.binary,
+            "the QEMU program, such as \"qemu-system-aarch64\"",
+        );
+        v.not_empty(
+            "qemu.machine",
+            &self.machine,
+            "a -M value, such as \"virt\"",
+        );
+        v.not_empty("qemu.cpu", &self.cpu, "a -cpu value, such as \"max\"");
+        if self.smp == 0 {
+            v.err("qemu.smp", "is 0; expected at least 1 CPU");
+        }
+        if self.memory_mb == 0 {
+            v.err(
+                "qemu.memory_mb",
+                "is 0; expected the board's memory in MiB, such as 2048",
+            );
+        }
+        v.secs(
+            "qemu.start_timeout_s",
+            self.start_timeout_s,
+            SecsRange::STEP,
+        );
+    }
+}
+
+impl BootloaderCfg {
+    fn validate(&self, v: &mut Validation) {
+        self.validate_waits(v);
+        self.validate_commands(v);
+        v.secs("bootloader.timeout_s", self.timeout_s, SecsRange::STEP);
+        v.secs(
+            "bootloader.command_timeout_s",
+            self.command_timeout_s,
+            SecsRange::STEP,
+        );
+    }
+
+    /// What hil waits for and types to stop autoboot. `interrupt` is a key press by design
+    /// (`" "`, or `"\u0003"` for Ctrl-C), so control characters are allowed there.
+    fn validate_waits(&self, v: &mut Validation) {
+        let literal = "(an empty text matches at once, before the board printed anything)";
+        v.not_empty(
+            "bootloader.prompt",
+            &self.prompt,
+            &format!("the bootloader's prompt as printed, such as \"=> \" {literal}"),
+        );
+        v.not_empty(
+            "bootloader.autoboot",
+            &self.autoboot,
+            &format!(
+                "the autoboot countdown text, such as \"Hit any key to stop autoboot\" {literal}"
+            ),
+        );
+        if self.interrupt.is_empty() {
+            v.err("bootloader.interrupt", "is empty; expected the key that stops autoboot, such as \" \" or \"\\u0003\" (Ctrl-C)");
+        }
+    }
+
+    /// Typed at the prompt: no control characters, and no empty line (U-Boot repeats the
+    /// previous command on one).
+    fn validate_commands(&self, v: &mut Validation) {
+        for (i, c) in self.commands.iter().enumerate() {
+            let key = format!("bootloader.commands[{i}]");
+            v.not_empty(&key, c, "a bootloader command (an empty line makes U-Boot repeat the previous command): remove the entry");
+            v.typed(&key, c);
+        }
+        v.not_empty(
+            "bootloader.boot_command",
+            &self.boot_command,
+            "the command that starts Linux, such as \"booti ${kernel_addr_r} - ${fdt_addr}\"",
+        );
+        v.typed("bootloader.boot_command", &self.boot_command);
+    }
+}
+
+impl LinuxCfg {
+    fn validate(&self, v: &mut Validation) {
+        self.validate_bootargs(v);
+        if let Some(r) = &self.ready {
+            v.pattern("linux.ready", r, "hil: board ready");
+        }
+        v.pattern("linux.prompt", &self.prompt, "# $");
+        v.secs("linux.boot_timeout_s", self.boot_timeout_s, SecsRange::STEP);
+        v.secs(
+            "linux.shell_timeout_s",
+            self.shell_timeout_s,
+            SecsRange::STEP,
+        );
+    }
+
+    /// Typed as `setenv bootargs '...'` at the bootloader prompt.
+    fn validate_bootargs(&self, v: &mut Validation) {
+        v.typed("linux.bootargs", &self.bootargs);
+        if self.bootargs.contains('\'') {
+            v.err("linux.bootargs", "contains a single quote; hil types `setenv bootargs '<bootargs>'`, so a quote would end the value early: expected no single quotes (spaces need none)");
+        }
+    }
+}
+
+impl SshCfg {
+    fn validate(&self, v: &mut Validation) {
+        v.not_empty("ssh.host", &self.host, "the board's host name or address");
+        v.not_empty("ssh.user", &self.user, "the login user, such as \"root\"");
+        v.not_empty(
+            "ssh.identity",
+            &self.identity,
+            "the private key file to log in with",
+        );
+        if self.port == 0 {
+            v.err(
+                "ssh.port",
+                "is 0; expected the board's SSH port, such as 22",
+            );
+        }
+        v.secs(
+            "ssh.connect_timeout_s",
+            self.connect_timeout_s,
+            SecsRange::STEP,
+        );
+        self.validate_host_key(v);
+    }
+
+    /// The host key is pinned: exactly one of the key itself or a file holding it.
+    fn validate_host_key(&self, v: &mut Validation) {
+        match (&self.host_key, &self.host_key_file) {
+            (None, None) => v.err("ssh.host_key", "is missing; expected the board's pinned host key (\"ssh-ed25519 AAAA...\") or ssh.host_key_file"),
+            (Some(_), Some(_)) => v.err("ssh.host_key_file", "is set together with ssh.host_key; expected only one: remove one of them"),
+            (Some(k), None) if crate::ssh::parse_public_key(k).is_none() => {
+                v.err("ssh.host_key", "expected \"<type> <base64>\" as in an OpenSSH .pub file");
+            }
+            _ => {}
+        }
+    }
+}
+
+impl GuestCfg {
+    fn validate(&self, v: &mut Validation) {
+        v.not_empty(
+            "guest.binary",
+            &self.binary,
+            "the QEMU program on the board",
+        );
+        if self.qmp_port == 0 {
+            v.err(
+                "guest.qmp_port",
+                "is 0; expected a free TCP port on the board's loopback, such as 4444",
+            );
+        }
+        if let Some(r) = &self.ready {
+            v.pattern("guest.ready", r, "hil: guest ready");
+        }
+        v.pattern("guest.prompt", &self.prompt, "# $");
+        v.secs("guest.boot_timeout_s", self.boot_timeout_s, SecsRange::STEP);
+        v.secs(
+            "guest.shell_timeout_s",
+            self.shell_timeout_s,
+            SecsRange::STEP,
+        );
+    }
+}
+
+impl DeviceCfg {
+    /// Found by address, or by vendor:device id (narrowed by class).
+    fn validate(&self, v: &mut Validation, key: &str) {
+        match (&self.address, &self.id) {
+            (None, None) => v.err(key, "has neither address nor id; expected address = \"0000:00:03.0\" or id = \"1b36:0010\""),
+            (Some(a), _) if crate::vfio::parse_address(a).is_none() => {
+                v.err(format!("{key}.address"), format!("is \"{a}\"; expected a PCI address like 0000:00:03.0"))
+            }
+            (_, Some(id)) if crate::vfio::parse_id(id).is_none() => {
+                v.err(format!("{key}.id"), format!("is \"{id}\"; expected vendor:device in hex like 1b36:0010"))
+            }
+            _ => {}
+        }
+        if let Some(c) = &self.class {
+            let ok = c.strip_prefix("0x").is_some_and(|h| {
+                !h.is_empty() && h.len() <= 6 && h.chars().all(|c| c.is_ascii_hexdigit())
+            });
+            if !ok {
+                v.err(
+                    format!("{key}.class"),
+                    format!("is \"{c}\"; expected a hex class prefix like 0x0108"),
+                );
+            }
+        }
+    }
+}
+
 impl Board {
     /// Loads and validates `path`; every problem names the file and key.
     pub fn load(path: &Path) -> Result<Board, ConfigErrors> {
-        let board: Board = load_toml(path).map_err(|e| ConfigErrors(vec![e]))?;
+        let one = |e| ConfigErrors(vec![e]);
+        let text = read_text(path).map_err(one)?;
+        let board: Board =
+            parse_toml(path, &text).map_err(|e| one(super::flash::locate_error(&text, e)))?;
         let errs = board.validate(path);
         if errs.is_empty() {
             Ok(board)
@@ -279,225 +575,125 @@ impl Board {
         }
     }
 
+    /// What serde cannot check: ranges, non-empty text, text typed on the console, keys
+    /// that go together. One small validator per table or rule; all problems are collected.
     fn validate(&self, path: &Path) -> Vec<ConfigError> {
-        let mut errs = Vec::new();
-        let mut err = |key: &str, msg: String| errs.push(ConfigError::new(path, key, msg));
-
-        if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-            if stem != self.name {
-                err(
-                    "name",
-                    format!(
-                        "is \"{}\" but the file is {stem}.toml; expected them to match",
-                        self.name
-                    ),
-                );
-            }
-        }
-        if !(1..=86_400).contains(&self.lease.ttl_s) {
-            err(
-                "lease.ttl_s",
-                format!(
-                    "is {}; expected 1 to 86400 seconds (60 is a good default)",
-                    self.lease.ttl_s
-                ),
-            );
-        }
-        if self.retry.infrastructure > 10 {
-            err(
-                "retry.infrastructure",
-                format!(
-                    "is {}; expected at most 10 (each retry power-cycles and boots the board again)",
-                    self.retry.infrastructure
-                ),
-            );
-        }
-        // A leading placeholder ({run_dir}, {board_dir}) expands to an absolute path.
-        if self.console.device != "qemu"
-            && !self.console.device.starts_with('/')
-            && !self.console.device.starts_with('{')
-        {
-            err("console.device", format!("is \"{}\"; expected \"qemu\" or an absolute device path such as /dev/serial/by-id/...", self.console.device));
-        }
-        match self.console.reopen_timeout_s {
-            Some(_) if self.console.device == "qemu" => err(
-                "console.reopen_timeout_s",
-                "is set but console.device is \"qemu\"; the pty QEMU creates dies with QEMU and is never reopened: expected this key only with a device path".into(),
-            ),
-            Some(s) if s > MAX_REOPEN_TIMEOUT_S => err(
-                "console.reopen_timeout_s",
-                format!("is {s}; expected at most {MAX_REOPEN_TIMEOUT_S} seconds (0 turns re-opening off)"),
-            ),
-            _ => {}
-        }
-        if self.console.device.starts_with("/dev/ttyUSB")
-            || self.console.device.starts_with("/dev/ttyACM")
-        {
-            err("console.device", format!("is \"{}\", a name that changes when USB re-enumerates; expected a /dev/serial/by-id/ or /dev/serial/by-path/ link", self.console.device));
-        }
-        match self.power.backend {
-            PowerBackend::Qemu => {
-                if self.qemu.is_none() {
-                    err(
-                        "qemu",
-                        "is missing; expected a [qemu] table when power.backend = \"qemu\"".into(),
-                    );
-                }
-                // "qemu": hil gives the board's serial port a pty and adds -serial itself.
-                // A device path: qemu.args must wire the serial port to whatever serves
-                // that path (a socket chardev and a relay, as in the console re-open test).
-                let serial_in_args = self
-                    .qemu
-                    .as_ref()
-                    .is_some_and(|q| q.args.iter().any(|a| a == "-serial"));
-                if self.console.device == "qemu" && serial_in_args {
-                    err("qemu.args", "has -serial while console.device = \"qemu\"; hil adds the console's -serial itself: expected no -serial, or console.device set to the path that serial port is relayed to".into());
-                }
-                if self.console.device != "qemu" && self.qemu.is_some() && !serial_in_args {
-                    err("console.device", format!("is \"{}\" with power.backend = \"qemu\", but qemu.args has no -serial, so nothing feeds that device; expected \"qemu\" (hil connects QEMU's serial port to a pty) or a -chardev/-serial pair in qemu.args that serves it", self.console.device));
-                }
-            }
-            PowerBackend::Command => {
-                for (k, v) in [("power.on", &self.power.on), ("power.off", &self.power.off)] {
-                    if v.is_none() {
-                        err(
-                            k,
-                            "is missing; expected a shell command when power.backend = \"command\""
-                                .into(),
-                        );
-                    }
-                }
-                if self.power.timeout_s.is_none() {
-                    err(
-                        "power.timeout_s",
-                        "is missing; expected seconds allowed per power command".into(),
-                    );
-                }
-            }
-            PowerBackend::Manual => {
-                if self.power.timeout_s.is_none() {
-                    err(
-                        "power.timeout_s",
-                        "is missing; expected seconds to wait for the operator".into(),
-                    );
-                }
-            }
-        }
-        if self.console.device == "qemu" && self.power.backend != PowerBackend::Qemu {
-            err(
-                "console.device",
-                "is \"qemu\" but power.backend is not \"qemu\"; expected a serial device path"
-                    .into(),
-            );
+        let mut v = Validation::new(path);
+        self.validate_name(&mut v);
+        self.lease.validate(&mut v);
+        self.retry.validate(&mut v);
+        self.console.validate(&mut v);
+        self.power.validate(&mut v);
+        self.validate_power_tables(&mut v);
+        self.validate_console_source(&mut v);
+        if let Some(q) = &self.qemu {
+            q.validate(&mut v);
         }
         if let Some(f) = &self.flash {
-            let need: &[(&str, bool)] = match f.backend {
-                FlashBackend::Tftp => &[("flash.tftp_dir", f.tftp_dir.is_some())],
-                FlashBackend::Rkdeveloptool => &[
-                    ("flash.loader", f.loader.is_some()),
-                    ("flash.image", f.image.is_some()),
-                    ("flash.sector", f.sector.is_some()),
-                ],
-                FlashBackend::ImageWrite => &[
-                    ("flash.image", f.image.is_some()),
-                    ("flash.target", f.target.is_some()),
-                ],
-                FlashBackend::FlashWriter => &[("flash.writer", f.writer.is_some())],
-            };
-            for (k, present) in need {
-                if !present {
-                    err(
-                        k,
-                        format!(
-                            "is missing; expected it when flash.backend = \"{:?}\"",
-                            f.backend
-                        )
-                        .to_lowercase(),
-                    );
-                }
-            }
+            f.validate(&mut v);
         }
-        if let Some(r) = &self.linux.ready {
-            if let Err(e) = Regex::new(r) {
-                err("linux.ready", format!("is not a valid regex: {e}"));
-            }
+        self.bootloader.validate(&mut v);
+        self.linux.validate(&mut v);
+        self.validate_devices(&mut v);
+        self.validate_guest(&mut v);
+        if let Some(s) = &self.ssh {
+            s.validate(&mut v);
         }
-        if let Err(e) = Regex::new(&self.linux.prompt) {
-            err("linux.prompt", format!("is not a valid regex: {e}"));
+        self.validate_placeholders(&mut v);
+        if let Some(d) = &self.dma {
+            super::pcie::validate_dma(path, d, v.errors_mut());
         }
+        if let Some(t) = &self.pci_topology {
+            super::pcie::validate_topology(path, t, v.errors_mut());
+        }
+        v.into_errors()
+    }
+
+    /// `--board NAME` finds `boards/NAME.toml`, so the two must agree.
+    fn validate_name(&self, v: &mut Validation) {
+        let Some(stem) = v.path().file_stem().and_then(|s| s.to_str()) else {
+            return;
+        };
+        if stem != self.name {
+            let msg = format!(
+                "is \"{}\" but the file is {stem}.toml; expected them to match: rename one",
+                self.name
+            );
+            v.err("name", msg);
+        }
+    }
+
+    /// The power backend and the tables it needs.
+    fn validate_power_tables(&self, v: &mut Validation) {
+        if self.power.backend == PowerBackend::Qemu && self.qemu.is_none() {
+            v.err(
+                "qemu",
+                "is missing; expected a [qemu] table when power.backend = \"qemu\"",
+            );
+        }
+        if self.console.device == "qemu" && self.power.backend != PowerBackend::Qemu {
+            v.err(
+                "console.device",
+                "is \"qemu\" but power.backend is not \"qemu\"; expected a serial device path",
+            );
+        }
+    }
+
+    /// A QEMU board's console: hil's own pty (`"qemu"`: hil adds `-serial`), or a device
+    /// path that `qemu.args` wire the serial port to (a socket chardev and a relay).
+    fn validate_console_source(&self, v: &mut Validation) {
+        let Some(q) = self
+            .qemu
+            .as_ref()
+            .filter(|_| self.power.backend == PowerBackend::Qemu)
+        else {
+            return;
+        };
+        let serial_in_args = q.args.iter().any(|a| a == "-serial");
+        if self.console.device == "qemu" && serial_in_args {
+            v.err("qemu.args", "has -serial while console.device = \"qemu\"; hil adds the console's -serial itself: expected no -serial, or console.device set to the path that serial port is relayed to");
+        }
+        if self.console.device != "qemu" && !serial_in_args {
+            v.err("console.device", format!("is \"{}\" with power.backend = \"qemu\", but qemu.args has no -serial, so nothing feeds that device; expected \"qemu\" (hil connects QEMU's serial port to a pty) or a -chardev/-serial pair in qemu.args that serves it", self.console.device));
+        }
+    }
+
+    /// Devices to pass through: unique names, and an address or an id to find each by.
+    fn validate_devices(&self, v: &mut Validation) {
         let mut names = std::collections::HashSet::new();
         for (i, d) in self.devices.iter().enumerate() {
             let key = format!("device[{i}]");
             if !names.insert(d.name.as_str()) {
-                err(
-                    &format!("{key}.name"),
-                    format!("\"{}\" is used twice; expected unique device names", d.name),
-                );
+                let msg = format!("\"{}\" is used twice; expected unique device names", d.name);
+                v.err(format!("{key}.name"), msg);
             }
-            match (&d.address, &d.id) {
-                (None, None) => err(&key, "has neither address nor id; expected address = \"0000:00:03.0\" or id = \"1b36:0010\"".into()),
-                (Some(a), _) if crate::vfio::parse_address(a).is_none() => {
-                    err(&format!("{key}.address"), format!("is \"{a}\"; expected a PCI address like 0000:00:03.0"))
-                }
-                (_, Some(id)) if crate::vfio::parse_id(id).is_none() => {
-                    err(&format!("{key}.id"), format!("is \"{id}\"; expected vendor:device in hex like 1b36:0010"))
-                }
-                _ => {}
-            }
-            if let Some(c) = &d.class {
-                let ok = c.strip_prefix("0x").is_some_and(|h| {
-                    !h.is_empty() && h.len() <= 6 && h.chars().all(|c| c.is_ascii_hexdigit())
-                });
-                if !ok {
-                    err(
-                        &format!("{key}.class"),
-                        format!("is \"{c}\"; expected a hex class prefix like 0x0108"),
-                    );
-                }
-            }
+            d.validate(v, &key);
         }
-        if let Some(g) = &self.guest {
-            if let Some(r) = &g.ready {
-                if let Err(e) = Regex::new(r) {
-                    err("guest.ready", format!("is not a valid regex: {e}"));
-                }
-            }
-            if self.ssh.is_none() {
-                err(
-                    "guest",
-                    "needs an [ssh] table: the guest is started on the board over SSH".into(),
-                );
-            }
+    }
+
+    /// The guest runs on the board, started over SSH.
+    fn validate_guest(&self, v: &mut Validation) {
+        let Some(g) = &self.guest else { return };
+        g.validate(v);
+        if self.ssh.is_none() {
+            v.err(
+                "guest",
+                "needs an [ssh] table: the guest is started on the board over SSH; add [ssh]",
+            );
         }
-        if let Some(s) = &self.ssh {
-            match (&s.host_key, &s.host_key_file) {
-                (None, None) => err("ssh.host_key", "is missing; expected the board's pinned host key (\"ssh-ed25519 AAAA...\") or ssh.host_key_file".into()),
-                (Some(_), Some(_)) => err("ssh.host_key_file", "is set together with ssh.host_key; expected only one".into()),
-                (Some(k), None) if crate::ssh::parse_public_key(k).is_none() => {
-                    err("ssh.host_key", "expected \"<type> <base64>\" as in an OpenSSH .pub file".into());
-                }
-                _ => {}
-            }
-        }
-        // Placeholders: only known names, and only on simulated boards for lab paths.
+    }
+
+    /// Placeholders: only known names.
+    fn validate_placeholders(&self, v: &mut Validation) {
         for (key, value) in self.placeholder_fields() {
             if let Some(p) = expand::unknown_placeholder(&value) {
-                err(
-                    &key,
-                    format!(
-                        "uses unknown placeholder {{{p}}}; expected one of {}",
-                        expand::known_list()
-                    ),
+                let msg = format!(
+                    "uses unknown placeholder {{{p}}}; expected one of {}",
+                    expand::known_list()
                 );
+                v.err(key, msg);
             }
         }
-        if let Some(d) = &self.dma {
-            super::pcie::validate_dma(path, d, &mut errs);
-        }
-        if let Some(t) = &self.pci_topology {
-            super::pcie::validate_topology(path, t, &mut errs);
-        }
-        errs
     }
 
     /// Every value that may carry `{placeholders}`, with its key.
@@ -523,12 +719,7 @@ impl Board {
             }
         }
         if let Some(f) = &self.flash {
-            if let Some(d) = &f.tftp_dir {
-                v.push(("flash.tftp_dir".into(), d.clone()));
-            }
-            for (name, src) in &f.files {
-                v.push((format!("flash.files.{name}"), src.clone()));
-            }
+            v.extend(f.paths());
         }
         v
     }
@@ -608,11 +799,8 @@ impl Board {
             }
         }
         if let Some(f) = &mut b.flash {
-            if let Some(d) = &mut f.tftp_dir {
-                ex("flash.tftp_dir", d)?;
-            }
-            for (name, src) in f.files.iter_mut() {
-                ex(&format!("flash.files.{name}"), src)?;
+            for (key, value) in f.paths_mut() {
+                ex(&key, value)?;
             }
         }
         Ok(b)
@@ -740,7 +928,7 @@ args = ["-chardev", "socket,id=c,path={run_dir}/c.sock,reconnect=1", "-serial", 
             MANUAL,
         )
         .unwrap_err();
-        assert!(e.contains("expected at most 3600"), "{e}");
+        assert!(e.contains("expected 0 to 3600 seconds"), "{e}");
     }
 
     #[test]
@@ -763,5 +951,138 @@ args = ["-chardev", "socket,id=c,path={run_dir}/c.sock,reconnect=1", "-serial", 
         // relative paths are still refused; a leading placeholder is not relative
         let e = board("device = \"console-tty\"\nbaud = 115200", MANUAL).unwrap_err();
         assert!(e.contains("absolute device path"), "{e}");
+    }
+
+    /// The keys of every error of a manual-power board after `edit`.
+    fn error_keys(edit: impl Fn(String) -> String) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.toml");
+        let base = format!(
+            r##"name = "b"
+soc = "rk3588"
+[console]
+device = "/dev/serial/by-id/x"
+baud = 115200
+{MANUAL}
+[bootloader]
+kind = "u-boot"
+prompt = "=> "
+autoboot = "Hit any key"
+interrupt = " "
+timeout_s = 10
+command_timeout_s = 10
+commands = ["dhcp"]
+boot_command = "booti"
+[linux]
+bootargs = "console=ttyS2"
+prompt = "# $"
+boot_timeout_s = 10
+shell_timeout_s = 10
+"##
+        );
+        std::fs::write(&p, edit(base)).unwrap();
+        match Board::load(&p) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.into_iter().map(|e| e.key).collect(),
+        }
+    }
+
+    #[test]
+    fn every_board_duration_refuses_zero_and_absurd_values() {
+        assert_eq!(error_keys(|t| t), Vec::<String>::new());
+        for key in [
+            "timeout_s = 10\ncommand",
+            "command_timeout_s = 10",
+            "boot_timeout_s = 10",
+            "shell_timeout_s = 10",
+            "timeout_s = 60",
+        ] {
+            let name = key.split(" =").next().unwrap();
+            for bad in ["0", "86401", "9223372036854775807"] {
+                let keys = error_keys(|t| {
+                    t.replacen(key, &key.replacen("10", bad, 1).replacen("60", bad, 1), 1)
+                });
+                assert_eq!(keys.len(), 1, "{name} = {bad}: {keys:?}");
+                assert!(keys[0].ends_with(name), "{name} = {bad}: {keys:?}");
+            }
+        }
+        let keys = error_keys(|t| t + "[lease]\nttl_s = 0\n");
+        assert_eq!(keys, ["lease.ttl_s"]);
+        let keys = error_keys(|t| {
+            t + "[ssh]\nhost = \"b\"\nport = 0\nuser = \"root\"\nidentity = \"/k\"\nhost_key_file = \"/k.pub\"\nconnect_timeout_s = 0\n"
+        });
+        assert_eq!(keys, ["ssh.port", "ssh.connect_timeout_s"]);
+    }
+
+    #[test]
+    fn typed_values_refuse_control_characters_but_interrupt_is_a_key() {
+        let keys = error_keys(|t| {
+            t.replace("[\"dhcp\"]", "[\"dhcp\", \"\", \"tftp\\tx\"]")
+                .replace("boot_command = \"booti\"", "boot_command = \"booti\\r\"")
+                .replace("interrupt = \" \"", "interrupt = \"\\u0003\"")
+        });
+        assert_eq!(
+            keys,
+            [
+                "bootloader.commands[1]",
+                "bootloader.commands[2]",
+                "bootloader.boot_command"
+            ]
+        );
+        let keys = error_keys(|t| t.replace("interrupt = \" \"", "interrupt = \"\""));
+        assert_eq!(keys, ["bootloader.interrupt"]);
+        let keys = error_keys(|t| t.replace("console=ttyS2", "console=ttyS2 x='y'"));
+        assert_eq!(keys, ["linux.bootargs"]);
+    }
+
+    #[test]
+    fn waits_must_be_text_the_board_prints() {
+        let keys = error_keys(|t| {
+            t.replace("autoboot = \"Hit any key\"", "autoboot = \" \"")
+                .replace("prompt = \"# $\"", "prompt = \".*\"\nready = \"(\"")
+        });
+        assert_eq!(keys, ["bootloader.autoboot", "linux.ready", "linux.prompt"]);
+    }
+
+    #[test]
+    fn power_keys_fit_the_backend() {
+        // a cycle command on manual power would never run
+        let keys = error_keys(|t| {
+            t.replace(
+                "backend = \"manual\"",
+                "backend = \"manual\"\ncycle = \"x\"",
+            )
+        });
+        assert_eq!(keys, ["power.cycle"]);
+        let keys = error_keys(|t| {
+            t.replace(
+                "backend = \"manual\"",
+                "backend = \"command\"\non = \"relay 1\"\noff = \" \"\ncycle = \"\"",
+            )
+        });
+        assert_eq!(keys, ["power.off", "power.cycle"]);
+        let keys = error_keys(|t| t.replace("baud = 115200", "baud = 12000001"));
+        assert_eq!(keys, ["console.baud"]);
+    }
+
+    #[test]
+    fn qemu_numbers_and_flash_writer_are_checked() {
+        let e = board(
+            "device = \"qemu\"\nbaud = 115200",
+            &QEMU_PTY
+                .replace("smp = 1", "smp = 0")
+                .replace("start_timeout_s = 5", "start_timeout_s = 0"),
+        )
+        .unwrap_err();
+        assert!(e.contains("key `qemu.smp`: is 0"), "{e}");
+        assert!(e.contains("key `qemu.start_timeout_s`: is 0"), "{e}");
+        let keys = error_keys(|t| {
+            t + "[flash]\nbackend = \"flash-writer\"\nwriter = \"w.mot\"\ntimeout_s = 60\n"
+        });
+        assert_eq!(keys, ["flash.backend"]);
+        let keys = error_keys(|t| {
+            t + "[flash]\nbackend = \"tftp\"\ntftp_dir = \"{nope}/t\"\ntimeout_s = 60\n"
+        });
+        assert_eq!(keys, ["flash.tftp_dir"]);
     }
 }

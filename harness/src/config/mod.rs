@@ -4,9 +4,12 @@
 pub mod board;
 pub mod error;
 pub mod expand;
+pub mod flash;
+pub mod limits;
 pub mod load;
 pub mod pcie;
 pub mod suite;
+pub mod validate;
 
 pub use board::Board;
 pub use error::{ConfigError, ConfigErrors};

@@ -4,7 +4,9 @@
 //! parameters, which the check kind itself validates strictly (see [`crate::checks`]).
 
 use super::error::{ConfigError, ConfigErrors};
+use super::limits::{SecsRange, STEP_MAX_S};
 use super::load::load_toml;
+use super::validate::Validation;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -76,47 +78,25 @@ pub struct Suite {
 impl Suite {
     pub fn load(path: &Path) -> Result<Suite, ConfigErrors> {
         let file: SuiteFile = load_toml(path).map_err(|e| ConfigErrors(vec![e]))?;
-        let mut errs = Vec::new();
+        let mut v = Validation::new(path);
+        validate_job(&mut v, &file);
         let mut checks = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (i, raw) in file.checks.into_iter().enumerate() {
             let key = format!("check[{i}]");
-            if !seen.insert(raw.name.clone()) {
-                errs.push(ConfigError::new(
-                    path,
-                    format!("{key}.name"),
-                    format!(
-                        "\"{}\" is used twice; expected unique check names",
-                        raw.name
-                    ),
-                ));
-            }
-            if raw.retries.unwrap_or(file.defaults.retries) > 10 {
-                errs.push(ConfigError::new(
-                    path,
-                    format!("{key}.retries"),
-                    "is more than 10; expected 0 to 10 re-runs of a failed check",
-                ));
-            }
-            if raw.timeout_s == Some(0) {
-                errs.push(ConfigError::new(
-                    path,
-                    format!("{key}.timeout_s"),
-                    "is 0; expected a positive number of seconds",
-                ));
-            }
+            validate_check(&mut v, &key, &raw, &mut seen);
+            let typed = typed_command(&raw);
             match crate::checks::CheckSpec::from_raw(path, &key, raw, &file.defaults) {
-                Ok(c) => checks.push(c),
-                Err(e) => errs.push(e),
+                Ok(c) => {
+                    if let Some(cmd) = typed.filter(|_| c.via != Via::Ssh) {
+                        v.typed(&format!("{key}.command"), &cmd);
+                    }
+                    checks.push(c);
+                }
+                Err(e) => v.errors_mut().push(e),
             }
         }
-        if file.deadline_s == Some(0) {
-            errs.push(ConfigError::new(
-                path,
-                "deadline_s",
-                "is 0; expected the whole job's limit in seconds (or no key for none)",
-            ));
-        }
+        let mut errs = first_per_key(v.into_errors());
         if checks.is_empty() && errs.is_empty() {
             errs.push(ConfigError::new(
                 path,
@@ -135,5 +115,196 @@ impl Suite {
         } else {
             Err(ConfigErrors(errs))
         }
+    }
+}
+
+/// The keys that bound the whole job and every check by default.
+fn validate_job(v: &mut Validation, file: &SuiteFile) {
+    if let Some(d) = file.deadline_s {
+        v.secs("deadline_s", d, SecsRange::JOB);
+    }
+    v.secs(
+        "defaults.timeout_s",
+        file.defaults.timeout_s,
+        SecsRange::STEP,
+    );
+    validate_retries(v, "defaults.retries", file.defaults.retries);
+}
+
+/// The keys every check has, whatever its kind.
+fn validate_check(
+    v: &mut Validation,
+    key: &str,
+    raw: &RawCheck,
+    seen: &mut std::collections::HashSet<String>,
+) {
+    if !seen.insert(raw.name.clone()) {
+        v.err(
+            format!("{key}.name"),
+            format!(
+                "\"{}\" is used twice; expected unique check names",
+                raw.name
+            ),
+        );
+    }
+    v.not_empty(&format!("{key}.name"), &raw.name, "a name for the check");
+    if let Some(r) = raw.retries {
+        validate_retries(v, &format!("{key}.retries"), r);
+    }
+    if let Some(t) = raw.timeout_s {
+        v.secs(&format!("{key}.timeout_s"), t, SecsRange::STEP);
+    }
+    param_durations(v, key, &raw.params);
+}
+
+fn validate_retries(v: &mut Validation, key: &str, retries: u32) {
+    if retries > MAX_RETRIES {
+        v.err(
+            key,
+            format!("is {retries}; expected 0 to {MAX_RETRIES} re-runs of a failed check"),
+        );
+    }
+}
+
+/// More re-runs than this hide a broken check behind a long, green job.
+const MAX_RETRIES: u32 = 10;
+
+/// Every parameter of a check kind that ends in `_s` (seconds) or `_ms` (milliseconds) is a
+/// time limit or interval: bounded here for all kinds at once, nested tables included
+/// (`stimulus.timeout_s`), so a kind cannot forget to. A kind may bound its own keys more
+/// tightly.
+fn param_durations(v: &mut Validation, prefix: &str, params: &toml::Table) {
+    for (k, value) in params {
+        let key = format!("{prefix}.{k}");
+        let scale = if k.ends_with("_ms") {
+            1000.0
+        } else if k.ends_with("_s") {
+            1.0
+        } else {
+            if let toml::Value::Table(t) = value {
+                param_durations(v, &key, t);
+            }
+            continue;
+        };
+        let secs = match value {
+            toml::Value::Integer(i) => *i as f64 / scale,
+            toml::Value::Float(f) => *f / scale,
+            // Not a number: the kind's own parsing names the type it expected.
+            _ => continue,
+        };
+        if let Some(m) = SecsRange::STEP.check_f64(secs) {
+            let m = if scale == 1.0 {
+                m
+            } else {
+                format!(
+                    "is {value} ms; expected 1 to {} milliseconds (at most 24 h)",
+                    STEP_MAX_S * 1000
+                )
+            };
+            v.err(key, m);
+        }
+    }
+}
+
+/// A `shell` check's command, which hil types on a console unless the check runs over SSH.
+fn typed_command(raw: &RawCheck) -> Option<String> {
+    (raw.kind == "shell")
+        .then(|| raw.params.get("command")?.as_str().map(String::from))
+        .flatten()
+}
+
+/// One error per key: a key that breaks a general rule (a duration bound) and its kind's
+/// own rule is reported once, with the general rule's message, which names the bound.
+fn first_per_key(errs: Vec<ConfigError>) -> Vec<ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    errs.into_iter()
+        .filter(|e| seen.insert(e.key.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys of every error of a suite file after `edit` of a one-check suite.
+    fn error_keys(text: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, text).unwrap();
+        match Suite::load(&p) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.into_iter().map(|e| e.key).collect(),
+        }
+    }
+
+    fn suite(head: &str, check: &str) -> String {
+        format!(
+            "name = \"s\"\n{head}\n[defaults]\ntimeout_s = 30\n\n[[check]]\nname = \"c\"\nkind = \"shell\"\ncommand = \"true\"\n{check}\n"
+        )
+    }
+
+    #[test]
+    fn job_and_check_limits_are_bounded() {
+        assert_eq!(
+            error_keys(&suite("deadline_s = 604800", "timeout_s = 86400")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            error_keys(&suite("deadline_s = 604801", "timeout_s = 86401")),
+            ["deadline_s", "check[0].timeout_s"]
+        );
+        assert_eq!(
+            error_keys(&suite("deadline_s = 0", "timeout_s = 0")),
+            ["deadline_s", "check[0].timeout_s"]
+        );
+        let text = suite("", "").replace("timeout_s = 30", "timeout_s = 0");
+        assert_eq!(error_keys(&text), ["defaults.timeout_s"]);
+        let text = suite("", "retries = 11");
+        assert_eq!(error_keys(&text), ["check[0].retries"]);
+    }
+
+    #[test]
+    fn console_typed_commands_refuse_control_characters() {
+        let text = suite("", "").replace("command = \"true\"", "command = \"\\u0015reboot #\"");
+        assert_eq!(error_keys(&text), ["check[0].command"]);
+        let guest = text.replace("kind = \"shell\"", "kind = \"shell\"\nvia = \"guest\"");
+        assert_eq!(error_keys(&guest), ["check[0].command"]);
+        // an SSH exec is not typed anywhere: a tab or newline is part of the script
+        let ssh =
+            suite("", "via = \"ssh\"").replace("command = \"true\"", "command = \"a\\tb\\nc\"");
+        assert_eq!(error_keys(&ssh), Vec::<String>::new());
+    }
+
+    #[test]
+    fn durations_in_kind_parameters_are_bounded_once() {
+        let check = |params: &str| {
+            error_keys(&format!(
+                "name = \"s\"\n[defaults]\ntimeout_s = 30\n[[check]]\nname = \"e\"\nkind = \"gpio\"\nchip_label = \"9030000.pl061\"\nline = 3\nedge = \"rising\"\n{params}\n"
+            ))
+        };
+        assert_eq!(
+            check("stimulus = { kind = \"command\", run = \"true\", timeout_s = 9223372036854775807 }"),
+            ["check[0].stimulus.timeout_s"]
+        );
+        // the kind refuses 0 too; the error is reported once, naming the bound
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(
+            &p,
+            "name = \"s\"\n[defaults]\ntimeout_s = 30\n[[check]]\nname = \"e\"\nkind = \"gpio\"\nchip_label = \"9030000.pl061\"\nline = 3\nedge = \"rising\"\nedge_timeout_s = 0\n",
+        )
+        .unwrap();
+        let e = Suite::load(&p).unwrap_err().0;
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "check[0].edge_timeout_s");
+        assert!(
+            e[0].message.contains("expected 1 to 86400 seconds"),
+            "{}",
+            e[0]
+        );
+        let ms = error_keys(
+            "name = \"s\"\n[defaults]\ntimeout_s = 30\n[[check]]\nname = \"d\"\nkind = \"dma\"\ndma_timeout_ms = 86400001\n",
+        );
+        assert_eq!(ms, ["check[0].dma_timeout_ms"]);
     }
 }

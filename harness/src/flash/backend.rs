@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::rkdeveloptool::{self, classify_step, parse_ld, plan, LdError, RkError, Step};
 use super::FlashClass;
-use crate::config::board::{FlashBackend, FlashCfg};
+use crate::config::flash::{FlashCfg, ImageWriteFlash, RkFlash, TftpFlash};
 use crate::error::StepError;
 
 /// What a successful flash did, for the report.
@@ -70,8 +70,8 @@ const MASKROM_HINT: &str = "put the board in Maskrom (hold the Maskrom key while
 
 /// Flash Writer needs the board's console in SCIF download mode and a paced S-record
 /// upload; `flash::flash_writer` understands the dialogue but the upload over the serial
-/// port is issue 4's work and is not in this build. Saying "blocked" (not "passed", not
-/// "lab broken") is the honest outcome until then.
+/// port is not written yet. Board validation refuses this backend; should a config built in
+/// code reach here, "blocked" (not "passed", not "lab broken") is the honest outcome.
 const FLASH_WRITER_BLOCKED: &str = "flash-writer backend: serial upload not implemented in this build; flash with the Flash Writer manually";
 
 /// Copy and read-back buffer: large enough that an SD card sees long sequential writes.
@@ -85,22 +85,24 @@ pub async fn flash(
     tools: &Tools,
 ) -> Result<FlashReport, StepError> {
     let started = StdInstant::now();
-    let deadline = deadline_after(cfg.timeout_s);
-    let backend = backend_name(cfg.backend);
+    let timeout_s = cfg.timeout_s();
+    let deadline = deadline_after(timeout_s);
+    let backend = cfg.backend().name();
     let log = FlashLog::open(run_dir)?;
     log.line(&format!(
-        "flash: backend {backend}, flash.timeout_s = {} s for the whole flash",
-        cfg.timeout_s
+        "flash: backend {backend}, flash.timeout_s = {timeout_s} s for the whole flash"
     ));
     let limit = Limit {
         deadline,
-        timeout_s: cfg.timeout_s,
+        timeout_s,
     };
-    let result = match cfg.backend {
-        FlashBackend::Tftp => tftp(cfg, &log, limit).await,
-        FlashBackend::Rkdeveloptool => rk_flash(cfg, tools, &log, limit).await,
-        FlashBackend::ImageWrite => image_write(cfg, &log, limit).await,
-        FlashBackend::FlashWriter => Err(StepError::Blocked(FLASH_WRITER_BLOCKED.into())),
+    let result = match cfg {
+        FlashCfg::Tftp(c) => tftp(c, &log, limit).await,
+        FlashCfg::Rkdeveloptool(c) => rk_flash(c, tools, &log, limit).await,
+        FlashCfg::ImageWrite(c) => image_write(c, &log, limit).await,
+        // Board validation refuses this backend; a config built in code still gets a
+        // clear outcome rather than a silent pass.
+        FlashCfg::FlashWriter(_) => Err(StepError::Blocked(FLASH_WRITER_BLOCKED.into())),
     };
     match result {
         Ok(images) => {
@@ -124,22 +126,10 @@ pub async fn flash(
     }
 }
 
-/// `now + timeout_s`, saturating: a board file may say any u64, and an absurd limit must
-/// mean "no practical limit", not an overflow panic.
+/// `now + timeout_s`, saturating: board validation bounds the value, but an absurd limit
+/// from any other caller must mean "no practical limit", not an overflow panic.
 fn deadline_after(timeout_s: u64) -> Instant {
-    let now = Instant::now();
-    now.checked_add(std::time::Duration::from_secs(timeout_s))
-        .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(now)
-}
-
-fn backend_name(b: FlashBackend) -> &'static str {
-    match b {
-        FlashBackend::Tftp => "tftp",
-        FlashBackend::Rkdeveloptool => "rkdeveloptool",
-        FlashBackend::ImageWrite => "image-write",
-        FlashBackend::FlashWriter => "flash-writer",
-    }
+    crate::config::limits::deadline_after(std::time::Duration::from_secs(timeout_s))
 }
 
 type Image = (String, String, String);
@@ -162,16 +152,6 @@ impl Limit {
 
 fn configuration(msg: String) -> StepError {
     StepError::Blocked(format!("configuration: {msg}"))
-}
-
-/// A key board validation requires for this backend. Validation runs before any flash, so
-/// this only fires for a `FlashCfg` built elsewhere (tests, a future API caller).
-fn required<'a>(value: &'a Option<String>, key: &str, backend: &str) -> Result<&'a str, StepError> {
-    value.as_deref().ok_or_else(|| {
-        configuration(format!(
-            "{key} is missing; expected it when flash.backend = \"{backend}\""
-        ))
-    })
 }
 
 // ---- flash.log ------------------------------------------------------------------------
@@ -382,8 +362,8 @@ enum CopyError {
 /// Copies `flash.files` into `flash.tftp_dir`, where U-Boot fetches them. All sources are
 /// checked before anything is copied, so a missing file does not leave the directory with
 /// a mix of new and old files.
-async fn tftp(cfg: &FlashCfg, log: &FlashLog, limit: Limit) -> Result<Vec<Image>, StepError> {
-    let dir = PathBuf::from(required(&cfg.tftp_dir, "flash.tftp_dir", "tftp")?);
+async fn tftp(cfg: &TftpFlash, log: &FlashLog, limit: Limit) -> Result<Vec<Image>, StepError> {
+    let dir = PathBuf::from(&cfg.tftp_dir);
     let mut jobs = Vec::new();
     for (name, src) in &cfg.files {
         let key = format!("flash.files.{name}");
@@ -497,12 +477,12 @@ fn copy_atomic(src: &Path, dst: &Path, cancel: &AtomicBool) -> Result<(u64, Stri
 /// Writes `flash.image` onto `flash.target` (an SD-mux's card as a block device; a regular
 /// file in the sim and tests), then reads the written length back and compares hashes.
 async fn image_write(
-    cfg: &FlashCfg,
+    cfg: &ImageWriteFlash,
     log: &FlashLog,
     limit: Limit,
 ) -> Result<Vec<Image>, StepError> {
-    let image = PathBuf::from(required(&cfg.image, "flash.image", "image-write")?);
-    let target = PathBuf::from(required(&cfg.target, "flash.target", "image-write")?);
+    let image = PathBuf::from(&cfg.image);
+    let target = PathBuf::from(&cfg.target);
     match std::fs::metadata(&image) {
         Ok(m) if m.is_file() => {}
         Ok(_) => {
@@ -671,18 +651,14 @@ fn verify_target(
 /// mode (`db`, `wl`, `rd` in Maskrom; `wl`, `rd` in Loader mode), each step classified
 /// from its output by `flash::rkdeveloptool`.
 async fn rk_flash(
-    cfg: &FlashCfg,
+    cfg: &RkFlash,
     tools: &Tools,
     log: &FlashLog,
     limit: Limit,
 ) -> Result<Vec<Image>, StepError> {
-    let loader = required(&cfg.loader, "flash.loader", "rkdeveloptool")?;
-    let image = required(&cfg.image, "flash.image", "rkdeveloptool")?;
-    let sector_cfg = cfg.sector.ok_or_else(|| {
-        configuration(
-            "flash.sector is missing; expected it when flash.backend = \"rkdeveloptool\"".into(),
-        )
-    })?;
+    let loader = cfg.loader.as_str();
+    let image = cfg.image.as_str();
+    let sector_cfg = cfg.sector;
     // The tool parses the sector into 32 bits (strtoul, then (u32)); a larger value would
     // silently wrap and write somewhere else.
     let sector = u32::try_from(sector_cfg).map_err(|_| {
@@ -921,7 +897,6 @@ fn command_line(program: &Path, args: &[OsString]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn fake(scenario: &str) -> Tools {
         Tools {
@@ -931,18 +906,20 @@ mod tests {
         }
     }
 
-    fn cfg(backend: FlashBackend) -> FlashCfg {
-        FlashCfg {
-            backend,
-            tftp_dir: None,
-            files: BTreeMap::new(),
-            loader: None,
-            image: None,
-            sector: None,
-            writer: None,
-            target: None,
+    fn tftp_cfg(dir: &Path, files: &[(&str, &Path)]) -> FlashCfg {
+        FlashCfg::Tftp(TftpFlash {
+            tftp_dir: s(dir),
+            files: files.iter().map(|(n, p)| (n.to_string(), s(p))).collect(),
             timeout_s: 30,
-        }
+        })
+    }
+
+    fn image_write_cfg(image: &Path, target: &Path) -> FlashCfg {
+        FlashCfg::ImageWrite(ImageWriteFlash {
+            image: s(image),
+            target: s(target),
+            timeout_s: 30,
+        })
     }
 
     fn s(p: &Path) -> String {
@@ -958,7 +935,7 @@ mod tests {
     /// rkdeveloptool config pointing at them.
     struct RkBench {
         dir: tempfile::TempDir,
-        cfg: FlashCfg,
+        rk: RkFlash,
     }
 
     fn rk_bench() -> RkBench {
@@ -969,14 +946,19 @@ mod tests {
         loader_bytes.extend(pattern(1000));
         std::fs::write(&loader, loader_bytes).unwrap();
         std::fs::write(&image, pattern(300_000)).unwrap();
-        let mut c = cfg(FlashBackend::Rkdeveloptool);
-        c.loader = Some(s(&loader));
-        c.image = Some(s(&image));
-        c.sector = Some(0);
-        RkBench { dir, cfg: c }
+        let rk = RkFlash {
+            loader: s(&loader),
+            image: s(&image),
+            sector: 0,
+            timeout_s: 30,
+        };
+        RkBench { dir, rk }
     }
 
     impl RkBench {
+        fn cfg(&self) -> FlashCfg {
+            FlashCfg::Rkdeveloptool(self.rk.clone())
+        }
         fn run_dir(&self) -> PathBuf {
             self.dir.path().join("run")
         }
@@ -1005,10 +987,10 @@ mod tests {
     #[tokio::test]
     async fn rk_maskrom_runs_db_wl_rd_in_order_and_hashes_loader_and_image() {
         let b = rk_bench();
-        let report = flash(&b.cfg, &b.run_dir(), &fake("ok")).await.unwrap();
+        let report = flash(&b.cfg(), &b.run_dir(), &fake("ok")).await.unwrap();
         assert_eq!(b.commands(), ["ld", "db", "wl", "rd"]);
         assert_eq!(report.backend, "rkdeveloptool");
-        let (loader, image) = (b.cfg.loader.clone().unwrap(), b.cfg.image.clone().unwrap());
+        let (loader, image) = (b.rk.loader.clone(), b.rk.image.clone());
         let sha = |p: &str| crate::hash::sha256_file(Path::new(p)).unwrap();
         assert_eq!(
             report.images,
@@ -1031,7 +1013,7 @@ mod tests {
     #[tokio::test]
     async fn rk_no_device_is_infra_with_the_maskrom_hint() {
         let b = rk_bench();
-        let m = infra(flash(&b.cfg, &b.run_dir(), &fake("no-device")).await);
+        let m = infra(flash(&b.cfg(), &b.run_dir(), &fake("no-device")).await);
         assert!(
             m.starts_with(
                 "no rockusb device: put the board in Maskrom (hold the Maskrom key while powering on)"
@@ -1048,7 +1030,7 @@ mod tests {
     #[tokio::test]
     async fn rk_wl_failure_is_infra_with_the_percentage() {
         let b = rk_bench();
-        let m = infra(flash(&b.cfg, &b.run_dir(), &fake("wl-fail")).await);
+        let m = infra(flash(&b.cfg(), &b.run_dir(), &fake("wl-fail")).await);
         assert!(m.starts_with("rkdeveloptool wl: "), "{m}");
         assert!(m.contains("failed at 25%"), "{m}");
         assert!(m.contains("Write LBA failed!"), "{m}");
@@ -1060,7 +1042,7 @@ mod tests {
     #[tokio::test]
     async fn rk_loader_mode_skips_db() {
         let b = rk_bench();
-        let report = flash(&b.cfg, &b.run_dir(), &fake("loader-mode"))
+        let report = flash(&b.cfg(), &b.run_dir(), &fake("loader-mode"))
             .await
             .unwrap();
         assert_eq!(b.commands(), ["ld", "wl", "rd"]);
@@ -1071,7 +1053,7 @@ mod tests {
     #[tokio::test]
     async fn rk_two_devices_are_named() {
         let b = rk_bench();
-        let m = infra(flash(&b.cfg, &b.run_dir(), &fake("two-devices")).await);
+        let m = infra(flash(&b.cfg(), &b.run_dir(), &fake("two-devices")).await);
         assert!(m.starts_with("more than one rockusb device"), "{m}");
         assert!(m.contains("LocationID 303 in Maskrom mode"), "{m}");
         assert!(m.contains("LocationID 304 in Loader mode"), "{m}");
@@ -1083,8 +1065,8 @@ mod tests {
     async fn rk_bad_loader_is_a_configuration_problem() {
         let b = rk_bench();
         // Exists (so it hashes) but lacks the loader tag: the tool refuses it.
-        std::fs::write(b.cfg.loader.as_deref().unwrap(), b"not a loader").unwrap();
-        match flash(&b.cfg, &b.run_dir(), &fake("ok")).await {
+        std::fs::write(&b.rk.loader, b"not a loader").unwrap();
+        match flash(&b.cfg(), &b.run_dir(), &fake("ok")).await {
             Err(StepError::Blocked(m)) => {
                 assert!(
                     m.starts_with("configuration: rkdeveloptool db: loader file"),
@@ -1100,9 +1082,9 @@ mod tests {
     async fn rk_missing_loader_names_the_key_before_touching_usb() {
         let b = rk_bench();
         let loader = b.dir.path().join("gone.bin");
-        let mut c = b.cfg.clone();
-        c.loader = Some(s(&loader));
-        let m = infra(flash(&c, &b.run_dir(), &fake("ok")).await);
+        let mut c = b.rk.clone();
+        c.loader = s(&loader);
+        let m = infra(flash(&FlashCfg::Rkdeveloptool(c), &b.run_dir(), &fake("ok")).await);
         assert!(m.starts_with("flash.loader: "), "{m}");
         assert!(m.contains(&s(&loader)), "{m}");
         assert_eq!(b.commands(), Vec::<String>::new());
@@ -1114,13 +1096,13 @@ mod tests {
         let tools = Tools {
             rkdeveloptool: b.dir.path().join("no-such-rkdeveloptool"),
         };
-        let m = infra(flash(&b.cfg, &b.run_dir(), &tools).await);
+        let m = infra(flash(&b.cfg(), &b.run_dir(), &tools).await);
         assert!(m.starts_with("cannot run "), "{m}");
         assert!(m.contains("no-such-rkdeveloptool"), "{m}");
 
-        let mut c = b.cfg.clone();
-        c.sector = Some(u64::from(u32::MAX) + 1);
-        match flash(&c, &b.run_dir(), &fake("ok")).await {
+        let mut c = b.rk.clone();
+        c.sector = u64::from(u32::MAX) + 1;
+        match flash(&FlashCfg::Rkdeveloptool(c), &b.run_dir(), &fake("ok")).await {
             Err(StepError::Blocked(m)) => {
                 assert!(
                     m.starts_with("configuration: flash.sector = 4294967296"),
@@ -1135,10 +1117,10 @@ mod tests {
     #[tokio::test]
     async fn rk_stalled_write_is_killed_at_the_flash_timeout() {
         let b = rk_bench();
-        let mut c = b.cfg.clone();
+        let mut c = b.rk.clone();
         c.timeout_s = 1;
         let t = StdInstant::now();
-        let m = infra(flash(&c, &b.run_dir(), &fake("hang")).await);
+        let m = infra(flash(&FlashCfg::Rkdeveloptool(c), &b.run_dir(), &fake("hang")).await);
         assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
         assert!(
             m.starts_with(
@@ -1193,9 +1175,7 @@ mod tests {
         let data = pattern(2 * BUF_SIZE + 12_345);
         std::fs::write(&image, &data).unwrap();
         std::fs::write(&target, vec![0xAAu8; 3 * BUF_SIZE]).unwrap();
-        let mut c = cfg(FlashBackend::ImageWrite);
-        c.image = Some(s(&image));
-        c.target = Some(s(&target));
+        let c = image_write_cfg(&image, &target);
         let report = flash(&c, &dir.path().join("run"), &Tools::default())
             .await
             .unwrap();
@@ -1222,9 +1202,7 @@ mod tests {
         let image = dir.path().join("host.img");
         std::fs::write(&image, b"x").unwrap();
         let target = dir.path().join("sdX");
-        let mut c = cfg(FlashBackend::ImageWrite);
-        c.image = Some(s(&image));
-        c.target = Some(s(&target));
+        let c = image_write_cfg(&image, &target);
         let m = infra(flash(&c, &dir.path().join("run"), &Tools::default()).await);
         assert!(m.starts_with("flash.target: "), "{m}");
         assert!(m.contains(&s(&target)), "{m}");
@@ -1265,10 +1243,10 @@ mod tests {
         // An older kernel already served there is replaced.
         std::fs::create_dir_all(tftp.join("rk3588-evb")).unwrap();
         std::fs::write(tftp.join("rk3588-evb/Image"), b"old kernel").unwrap();
-        let mut c = cfg(FlashBackend::Tftp);
-        c.tftp_dir = Some(s(&tftp));
-        c.files.insert("rk3588-evb/Image".into(), s(&kernel));
-        c.files.insert("initrd.gz".into(), s(&initrd));
+        let c = tftp_cfg(
+            &tftp,
+            &[("rk3588-evb/Image", &kernel), ("initrd.gz", &initrd)],
+        );
         let report = flash(&c, &dir.path().join("run"), &Tools::default())
             .await
             .unwrap();
@@ -1314,10 +1292,7 @@ mod tests {
         std::fs::write(&present, b"kernel").unwrap();
         let missing = dir.path().join("initrd.gz");
         let tftp = dir.path().join("tftp");
-        let mut c = cfg(FlashBackend::Tftp);
-        c.tftp_dir = Some(s(&tftp));
-        c.files.insert("Image".into(), s(&present));
-        c.files.insert("initrd".into(), s(&missing));
+        let c = tftp_cfg(&tftp, &[("Image", &present), ("initrd", &missing)]);
         let m = infra(flash(&c, &dir.path().join("run"), &Tools::default()).await);
         assert!(m.starts_with("flash.files.initrd: "), "{m}");
         assert!(m.contains(&s(&missing)), "{m}");
@@ -1330,9 +1305,7 @@ mod tests {
         let src = dir.path().join("Image");
         std::fs::write(&src, b"kernel").unwrap();
         for name in ["../Image", "/etc/Image", ""] {
-            let mut c = cfg(FlashBackend::Tftp);
-            c.tftp_dir = Some(s(&dir.path().join("tftp")));
-            c.files.insert(name.into(), s(&src));
+            let c = tftp_cfg(&dir.path().join("tftp"), &[(name, &src)]);
             match flash(&c, &dir.path().join("run"), &Tools::default()).await {
                 Err(StepError::Blocked(m)) => assert!(
                     m.starts_with(&format!("configuration: flash.files.{name}: ")),
@@ -1349,8 +1322,10 @@ mod tests {
     #[tokio::test]
     async fn flash_writer_is_blocked_until_the_upload_exists() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = cfg(FlashBackend::FlashWriter);
-        c.writer = Some("writer.mot".into());
+        let c = FlashCfg::FlashWriter(crate::config::flash::FlashWriterFlash {
+            writer: "writer.mot".into(),
+            timeout_s: 30,
+        });
         match flash(&c, dir.path(), &Tools::default()).await {
             Err(StepError::Blocked(m)) => assert_eq!(m, FLASH_WRITER_BLOCKED),
             other => panic!("{other:?}"),

@@ -59,6 +59,21 @@ impl Power {
         }
     }
 
+    /// Powers the board off and on again, leaving it as `on` does. The command backend
+    /// runs `power.cycle` when the board file has one, else off, a pause, and on. A QEMU
+    /// board is reset through QMP instead: its console is a pty of the QEMU process, so
+    /// stopping that process would take the console with it. Others go off, then on.
+    pub async fn cycle(&mut self) -> Result<(), PowerError> {
+        match self {
+            Power::Command(c) => c.cycle().await,
+            Power::Qemu(q) => q.reset().await,
+            _ => {
+                self.off().await?;
+                self.on().await
+            }
+        }
+    }
+
     /// For the sim backend: resolves when the board's QEMU exits on its own (a crash or a
     /// kill). Never resolves for backends that cannot tell.
     pub async fn died(&mut self) -> String {

@@ -149,7 +149,8 @@ impl QemuPower {
         });
 
         // QMP appears once QEMU has parsed its arguments; an early exit means bad args.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(cfg.start_timeout_s);
+        let deadline =
+            crate::config::limits::deadline_after(Duration::from_secs(cfg.start_timeout_s));
         let mut qmp = loop {
             if let Some(status) = self.exit_status() {
                 let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -195,6 +196,19 @@ impl QemuPower {
             .as_mut()
             .ok_or_else(|| PowerError::Failed("on before arm".into()))?;
         qmp.execute_timeout("cont", None, Duration::from_secs(10))
+            .await
+            .map_err(|e| PowerError::Failed(e.to_string()))?;
+        Ok(())
+    }
+
+    /// A hard reset of the running machine (QMP `system_reset`): the sim's power cycle,
+    /// which keeps the process and so its console pty.
+    pub async fn reset(&mut self) -> Result<(), PowerError> {
+        let qmp = self
+            .qmp
+            .as_mut()
+            .ok_or_else(|| PowerError::Failed("reset before arm".into()))?;
+        qmp.execute_timeout("system_reset", None, Duration::from_secs(10))
             .await
             .map_err(|e| PowerError::Failed(e.to_string()))?;
         Ok(())
