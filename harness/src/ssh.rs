@@ -165,7 +165,9 @@ pub enum SshError {
     },
     #[error("ssh: {0}")]
     Session(String),
-    #[error("ssh: command `{cmd}` did not finish within {secs} s ({bytes} bytes of output by then; the command's channel was closed)")]
+    #[error(
+        "ssh: command `{cmd}` did not finish within {secs} s ({bytes} bytes of output by then)"
+    )]
     Timeout { cmd: String, secs: u64, bytes: u64 },
 }
 
@@ -937,5 +939,50 @@ mod tests {
         assert_eq!(b.tail().len(), OUTPUT_TAIL);
         assert_eq!(b.dropped(), n - (OUTPUT_HEAD + OUTPUT_TAIL) as u64);
         assert!(b.to_bytes().len() < OUTPUT_HEAD + OUTPUT_TAIL + 200);
+    }
+
+    /// A listener that accepts and never speaks (a board whose sshd hangs, or a slirp
+    /// forward to a guest that never answers): libssh2 would wait 15 s for the banner of
+    /// each attempt; the connect limit bounds the whole call instead.
+    #[tokio::test]
+    async fn connect_to_a_silent_server_ends_at_its_limit() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in listener.incoming().flatten() {
+                held.push(c); // open, silent
+            }
+        });
+        let target = SshTarget {
+            host: "127.0.0.1".into(),
+            port,
+            user: "root".into(),
+            identity: PathBuf::from("/nonexistent/key"),
+            host_key: vec![0; 32],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        let e = match target
+            .connect(Duration::from_millis(1500), &dir.path().join("ssh.log"))
+            .await
+        {
+            Ok(_) => panic!("connected to a silent server"),
+            Err(e) => e,
+        };
+        let took = t.elapsed();
+        assert!(matches!(e, SshError::Unreachable { .. }), "{e}");
+        // libssh2 measures its timeout in whole seconds: up to 1 s late.
+        assert!(took < Duration::from_secs(4), "{took:?}: {e}");
+        let t = Instant::now();
+        let e = target
+            .open_stream(StreamKind::Tcp(4444), Duration::from_millis(1500))
+            .await
+            .unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "{:?}: {e}",
+            t.elapsed()
+        );
     }
 }
