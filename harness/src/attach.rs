@@ -44,8 +44,10 @@ pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
         let (b, dir) = crate::lab_ctl::sim_board(path, board).await?;
         if let Some(st) = crate::lab_ctl::running(&dir) {
             let console = open(&b, &st.pty, &dir)?;
-            if let Ok(mut q) = crate::qmp::Qmp::connect_unix(&st.qmp).await {
-                let _ = q.execute("cont", None).await;
+            let t =
+                std::time::Duration::from_secs(b.qemu.as_ref().map_or(30, |q| q.start_timeout_s));
+            if let Ok(mut q) = crate::qmp::Qmp::connect_unix(&st.qmp, t).await {
+                let _ = q.execute_timeout("cont", None, t).await;
             }
             return bridge(console).await;
         }

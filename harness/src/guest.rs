@@ -38,6 +38,9 @@ pub struct Guest {
     pub console: Console,
     pub shell: ConsoleShell,
     qmp: Option<Qmp<tokio::net::UnixStream>>,
+    /// Limit for each QMP wait: the guest's `shell_timeout_s` (the guest QEMU answers QMP
+    /// at once unless it is hung).
+    qmp_timeout: Duration,
 }
 
 /// The shell command that runs the guest's QEMU on the board.
@@ -99,26 +102,36 @@ impl Guest {
             .saturating_sub(started.elapsed())
             .max(Duration::from_secs(cfg.shell_timeout_s));
         shell.init(left).await?;
+        let qmp_timeout = Duration::from_secs(cfg.shell_timeout_s);
         let qmp = match target
-            .open_stream(StreamKind::Tcp(cfg.qmp_port), Duration::from_secs(10))
+            .open_stream(StreamKind::Tcp(cfg.qmp_port), qmp_timeout)
             .await
         {
             Ok(s) => {
                 let _ = s.set_nonblocking(true);
                 match tokio::net::UnixStream::from_std(s) {
-                    Ok(s) => Qmp::handshake(s).await.ok(),
-                    Err(_) => None,
+                    Ok(s) => Qmp::handshake(s, qmp_timeout)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
                 }
             }
-            Err(_) => None,
+            Err(e) => Err(e.to_string()),
         };
-        if qmp.is_none() {
-            console.mark("QMP not reachable: the guest will be stopped by closing its console");
-        }
+        let qmp = match qmp {
+            Ok(q) => Some(q),
+            Err(e) => {
+                console.mark(format!(
+                    "QMP not reachable ({e}): the guest will be stopped by closing its console"
+                ));
+                None
+            }
+        };
         Ok(Guest {
             console,
             shell,
             qmp,
+            qmp_timeout,
         })
     }
 
@@ -128,7 +141,7 @@ impl Guest {
             .qmp
             .as_mut()
             .ok_or_else(|| StepError::Infra("guest QMP is not connected".into()))?;
-        q.execute_timeout(cmd, None, Duration::from_secs(10))
+        q.execute_timeout(cmd, None, self.qmp_timeout)
             .await
             .map_err(|e| StepError::Infra(e.to_string()))
     }
@@ -137,10 +150,9 @@ impl Guest {
     /// and cannot be unbound, until QEMU has exited).
     pub async fn stop(mut self) {
         let mut rx = self.console.subscribe();
+        let t = self.qmp_timeout;
         if let Some(q) = self.qmp.as_mut() {
-            let _ = q
-                .execute_timeout("quit", None, Duration::from_secs(5))
-                .await;
+            let _ = q.execute_timeout("quit", None, t).await;
         }
         let closed = tokio::time::timeout(Duration::from_secs(15), async {
             while let Some(ev) = rx.recv().await {

@@ -91,20 +91,26 @@ pub async fn down((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
         println!("{} is not up", board.name);
         return Ok(());
     };
-    if let Ok(mut q) = crate::qmp::Qmp::connect_unix(&st.qmp).await {
-        let _ = q
-            .execute_timeout("quit", None, std::time::Duration::from_secs(3))
-            .await;
+    // A QEMU that does not answer QMP within its start limit is hung: it is killed below.
+    let t = std::time::Duration::from_secs(board.qemu.as_ref().map_or(30, |q| q.start_timeout_s));
+    if let Ok(mut q) = crate::qmp::Qmp::connect_unix(&st.qmp, t).await {
+        let _ = q.execute_timeout("quit", None, t).await;
     }
-    for _ in 0..50 {
+    let alive = || {
         // SAFETY: signal 0 only checks that the process exists.
-        if unsafe { libc::kill(st.pid as i32, 0) } != 0 {
+        unsafe { libc::kill(st.pid as i32, 0) == 0 }
+    };
+    for _ in 0..50 {
+        if !alive() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    // SAFETY: the pid is the QEMU our `up` started (recorded in its state file).
-    unsafe { libc::kill(st.pid as i32, libc::SIGKILL) };
+    if alive() {
+        // SAFETY: the pid is the QEMU our `up` started (recorded in its state file) and it
+        // still exists; once it has exited the pid may belong to someone else.
+        unsafe { libc::kill(st.pid as i32, libc::SIGKILL) };
+    }
     let _ = std::fs::remove_file(state_path(&dir));
     crate::lease::Leases::from_env().release_lab_up(&board.name)?;
     println!("{} is down", board.name);

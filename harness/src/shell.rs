@@ -44,16 +44,14 @@ pub struct ConsoleShell {
     exp: Expecter,
     prompt: Regex,
     seq: u64,
-    /// The last prompt ended with a cursor position query nobody answered yet.
-    cursor_query_pending: bool,
 }
-
-/// What a terminal answers to `ESC[6n`: "the cursor is at row 1, column 1".
-const CURSOR_REPORT: &str = "\x1b[1;1R";
 
 impl ConsoleShell {
     /// `prompt` is matched at the end of the output; when it ends in `$`, terminal escape
-    /// sequences after it are ignored (busybox sends `ESC[6n` right after its prompt).
+    /// sequences after it are ignored (busybox's line editor sends a cursor position query,
+    /// `ESC[6n`, right after its prompt). Nothing answers the query, and nothing needs to:
+    /// busybox does not wait for the report (it only uses one, when it comes, to correct
+    /// its idea of the cursor column), so the typed line is read at once.
     pub fn new(
         console: Console,
         exp: Expecter,
@@ -64,7 +62,6 @@ impl ConsoleShell {
             exp,
             prompt: prompt_regex(prompt)?,
             seq: 0,
-            cursor_query_pending: false,
         })
     }
 
@@ -89,10 +86,6 @@ impl ConsoleShell {
             "echo HIL''_S_{n}; eval {}; echo HIL''_E_{n}_$?\r",
             shell_words::quote(cmd)
         );
-        if std::mem::take(&mut self.cursor_query_pending) {
-            // Answer like a terminal would; see `wait_prompt`.
-            self.console.send(CURSOR_REPORT);
-        }
         self.console.send(line);
         let deadline = crate::config::limits::deadline_after(timeout);
         let left = || deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -371,10 +371,48 @@ pub enum BuildSource {
 
 pub struct RunOneOptions {
     pub source: BuildSource,
+    /// How long the build hook may run; past it its whole process group is killed and the
+    /// revision skipped (125): a hung build must not hold the bisection (or the lab) forever.
+    pub build_timeout: std::time::Duration,
     pub suite: PathBuf,
     pub check: Option<String>,
     pub board: String,
     pub out: PathBuf,
+}
+
+/// Runs the build hook (`sh -c CMD`, output on hil's own stdout/stderr) with
+/// `$HIL_BUILD_OUT` set, in its own process group so a timeout ends the compiler jobs it
+/// started too. `Ok(false)`: the revision cannot be tested (the hook failed or overran;
+/// the reason is printed).
+async fn run_build_hook(
+    cmd: &str,
+    out: &std::path::Path,
+    timeout: std::time::Duration,
+) -> anyhow::Result<bool> {
+    let mut c = tokio::process::Command::new("sh");
+    c.args(["-c", cmd])
+        .env("HIL_BUILD_OUT", out)
+        .stdin(std::process::Stdio::null());
+    let mut child = crate::host_cmd::GroupChild::spawn(&mut c)
+        .map_err(|e| anyhow::anyhow!("cannot run the build hook: {e}"))?;
+    match child.wait(timeout).await {
+        Ok(st) if st.success() => Ok(true),
+        Ok(st) => {
+            eprintln!("bisect run: the build hook failed ({st}): cannot test this revision (skip)");
+            Ok(false)
+        }
+        Err(crate::host_cmd::WaitError::Timeout) => {
+            eprintln!(
+                "bisect run: the build hook did not finish within {} s (--build-timeout-s); \
+                 its process group was killed: cannot test this revision (skip)",
+                timeout.as_secs()
+            );
+            Ok(false)
+        }
+        Err(crate::host_cmd::WaitError::Io(e)) => {
+            Err(anyhow::anyhow!("waiting for the build hook: {e}"))
+        }
+    }
 }
 
 /// Tests one build; returns a `git bisect run` exit status ([`exit`]).
@@ -388,16 +426,7 @@ pub async fn run_one(opts: &RunOneOptions) -> anyhow::Result<i32> {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)?;
             eprintln!("bisect run: build hook: {cmd}");
-            let st = tokio::process::Command::new("sh")
-                .args(["-c", cmd])
-                .env("HIL_BUILD_OUT", &dir)
-                .status()
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot run the build hook: {e}"))?;
-            if !st.success() {
-                eprintln!(
-                    "bisect run: the build hook failed ({st}): cannot test this revision (skip)"
-                );
+            if !run_build_hook(cmd, &dir, opts.build_timeout).await? {
                 return Ok(exit::SKIP);
             }
             ImageSet::from_dir(&dir)
@@ -550,6 +579,10 @@ enum BisectCmd {
         /// A shell command that builds the image set into $HIL_BUILD_OUT.
         #[arg(long)]
         build_hook: Option<String>,
+        /// Limit for the build hook in seconds; past it the hook (its whole process
+        /// group) is killed and the revision skipped (exit 125).
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+        build_timeout_s: u64,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -565,6 +598,7 @@ pub async fn cli(args: BisectArgs) -> anyhow::Result<i32> {
             board,
             images,
             build_hook,
+            build_timeout_s,
             out,
         }) => {
             let source = match (images, build_hook) {
@@ -574,6 +608,7 @@ pub async fn cli(args: BisectArgs) -> anyhow::Result<i32> {
             };
             let opts = RunOneOptions {
                 source,
+                build_timeout: std::time::Duration::from_secs(build_timeout_s),
                 suite,
                 check,
                 board,

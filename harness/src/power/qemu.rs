@@ -8,7 +8,7 @@
 
 use super::PowerError;
 use crate::config::board::{Board, QemuCfg};
-use crate::qmp::{pty_of, Qmp};
+use crate::qmp::{pty_of, Qmp, QmpError};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -148,12 +148,33 @@ impl QemuPower {
             let _ = tx.send(Some(status));
         });
 
+        match self.await_qmp(&sock, &log_path, &cfg).await {
+            Ok(pty) => Ok(pty),
+            Err(e) => {
+                // Whatever runs there is no usable board: do not leave it behind.
+                let _ = self.off().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Connects to the new QEMU's QMP socket and asks for the console pty, all within
+    /// `start_timeout_s` of the start: a QEMU (or anything else on that socket) that
+    /// accepts and never answers is lab trouble, reported as such within that limit.
+    async fn await_qmp(
+        &mut self,
+        sock: &std::path::Path,
+        log_path: &std::path::Path,
+        cfg: &QemuCfg,
+    ) -> Result<Option<String>, PowerError> {
+        let limit = Duration::from_secs(cfg.start_timeout_s);
+        let deadline = crate::config::limits::deadline_after(limit);
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
         // QMP appears once QEMU has parsed its arguments; an early exit means bad args.
-        let deadline =
-            crate::config::limits::deadline_after(Duration::from_secs(cfg.start_timeout_s));
+        let mut last_err = String::from("no QMP socket yet");
         let mut qmp = loop {
             if let Some(status) = self.exit_status() {
-                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail = std::fs::read_to_string(log_path).unwrap_or_default();
                 let tail: String = tail
                     .lines()
                     .rev()
@@ -165,37 +186,60 @@ impl QemuPower {
                     .join(" | ");
                 return Err(PowerError::QemuExited(format!("{status} at start: {tail}")));
             }
-            if let Ok(q) = Qmp::connect_unix(&sock).await {
-                break q;
+            if sock.exists() {
+                match Qmp::connect_unix(sock, left()).await {
+                    Ok(q) => break q,
+                    // Connected, and then nothing: waiting longer will not help.
+                    Err(QmpError::NoGreeting(_)) => {
+                        return Err(PowerError::Failed(format!(
+                            "QEMU's QMP socket {} accepted the connection but sent no greeting within {} s (qemu.start_timeout_s)",
+                            sock.display(),
+                            cfg.start_timeout_s
+                        )))
+                    }
+                    Err(e) => last_err = e.to_string(),
+                }
             }
-            if tokio::time::Instant::now() > deadline {
+            if left().is_zero() {
                 return Err(PowerError::Failed(format!(
-                    "QEMU did not open its QMP socket within {} s",
+                    "QEMU did not answer on its QMP socket within {} s (qemu.start_timeout_s): {last_err}",
                     cfg.start_timeout_s
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50).min(left())).await;
         };
         if !self.own_console {
             self.qmp = Some(qmp);
             return Ok(None);
         }
         let chardevs = qmp
-            .execute_timeout("query-chardev", None, Duration::from_secs(10))
+            .execute_timeout("query-chardev", None, left())
             .await
-            .map_err(|e| PowerError::Failed(e.to_string()))?;
+            .map_err(|e| {
+                PowerError::Failed(format!(
+                    "QEMU start (qemu.start_timeout_s = {}): {e}",
+                    cfg.start_timeout_s
+                ))
+            })?;
         let pty = pty_of(&chardevs, "con0")
             .ok_or_else(|| PowerError::Failed(format!("no pty in query-chardev: {chardevs}")))?;
         self.qmp = Some(qmp);
         Ok(Some(pty))
     }
 
+    /// Limit for one QMP command: the board file's `start_timeout_s` (QMP answers at once
+    /// when QEMU is well; a QEMU that does not answer within its start limit is hung).
+    fn qmp_limit(&self) -> Duration {
+        Duration::from_secs(self.cfg.as_ref().map_or(30, |c| c.start_timeout_s))
+    }
+
     pub async fn on(&mut self) -> Result<(), PowerError> {
+        let t = self.qmp_limit();
         let qmp = self
             .qmp
             .as_mut()
             .ok_or_else(|| PowerError::Failed("on before arm".into()))?;
-        qmp.execute_timeout("cont", None, Duration::from_secs(10))
+        qmp.execute_timeout("cont", None, t)
             .await
             .map_err(|e| PowerError::Failed(e.to_string()))?;
         Ok(())
@@ -214,22 +258,28 @@ impl QemuPower {
         Ok(())
     }
 
-    /// Stops QEMU: QMP `quit`, then SIGKILL if it lingers.
+    /// Stops QEMU: QMP `quit` (or SIGTERM when there is no QMP connection), then SIGKILL if
+    /// it lingers.
     pub async fn off(&mut self) -> Result<(), PowerError> {
+        let t = self.qmp_limit();
         let Some(pid) = self.pid.take() else {
             return Ok(());
         };
-        if let Some(mut q) = self.qmp.take() {
-            let _ = q
-                .execute_timeout("quit", None, Duration::from_secs(3))
-                .await;
-        }
+        let quit_sent = match self.qmp.take() {
+            Some(mut q) => q.execute_timeout("quit", None, t).await.is_ok(),
+            None => false,
+        };
         if let Some(mut rx) = self.exited.clone() {
+            if !quit_sent && rx.borrow().is_none() {
+                // SAFETY: signalling the process we started; it has not been reaped yet
+                // (the watcher has not reported its exit), so the pid is still ours.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            }
             let exited = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.is_some()))
                 .await
                 .is_ok();
             if !exited {
-                // SAFETY: signalling the process we started; pid came from our own spawn.
+                // SAFETY: as above: not reaped yet, so still our QEMU.
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
                 let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.is_some()))
                     .await;

@@ -8,6 +8,7 @@ mod checklist;
 mod common;
 mod config_errors;
 mod console_reopen;
+mod deadlines;
 mod faults;
 mod lease;
 mod nightly;
