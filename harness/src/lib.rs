@@ -15,6 +15,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod expect;
+pub mod fake_board;
 pub mod flash;
 pub mod guest;
 pub mod hash;

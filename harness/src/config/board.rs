@@ -39,6 +39,8 @@ pub struct Board {
     /// Recovery budgets for lab trouble.
     #[serde(default)]
     pub retry: RetryCfg,
+    /// How the fake board behaves (`power.backend = "fake"`, config/fake.rs).
+    pub fake: Option<super::fake::FakeCfg>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +143,8 @@ pub enum PowerBackend {
     Qemu,
     Command,
     Manual,
+    /// The fake board in hil's library (tests of hil's own logic): config/fake.rs.
+    Fake,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,10 +309,11 @@ impl Board {
         }
         // A leading placeholder ({run_dir}, {board_dir}) expands to an absolute path.
         if self.console.device != "qemu"
+            && self.console.device != "fake"
             && !self.console.device.starts_with('/')
             && !self.console.device.starts_with('{')
         {
-            err("console.device", format!("is \"{}\"; expected \"qemu\" or an absolute device path such as /dev/serial/by-id/...", self.console.device));
+            err("console.device", format!("is \"{}\"; expected \"qemu\", \"fake\" or an absolute device path such as /dev/serial/by-id/...", self.console.device));
         }
         match self.console.reopen_timeout_s {
             Some(_) if self.console.device == "qemu" => err(
@@ -373,6 +378,8 @@ impl Board {
                     );
                 }
             }
+            // Checked with the [fake] table below.
+            PowerBackend::Fake => {}
         }
         if self.console.device == "qemu" && self.power.backend != PowerBackend::Qemu {
             err(
@@ -488,6 +495,7 @@ impl Board {
         if let Some(t) = &self.pci_topology {
             super::pcie::validate_topology(path, t, &mut errs);
         }
+        super::fake::validate(path, self, &mut errs);
         errs
     }
 
