@@ -8,6 +8,7 @@ mod checklist;
 mod common;
 mod config_errors;
 mod console_reopen;
+mod fake_board;
 mod faults;
 mod lease;
 mod nightly;
