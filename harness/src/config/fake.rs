@@ -258,3 +258,105 @@ pub fn validate(path: &Path, b: &Board, errs: &mut Vec<ConfigError>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+    use super::*;
+
+    /// A fake board file: `console`/`power` lines, then `rest` (tables after [linux]).
+    fn load(console_power: &str, rest: &str) -> Result<Board, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.toml");
+        let text = format!(
+            r##"name = "f"
+soc = "fake"
+{console_power}
+[bootloader]
+kind = "u-boot"
+prompt = "=> "
+autoboot = "Hit any key"
+interrupt = " "
+timeout_s = 5
+command_timeout_s = 5
+boot_command = "booti"
+[linux]
+bootargs = ""
+ready = "board up"
+prompt = "# $"
+boot_timeout_s = 5
+shell_timeout_s = 5
+{rest}
+"##
+        );
+        std::fs::write(&p, text).unwrap();
+        Board::load(&p).map_err(|e| e.to_string())
+    }
+
+    const FAKE: &str = "[console]\ndevice = \"fake\"\nbaud = 115200\n[power]\nbackend = \"fake\"";
+    const SSH: &str = "[ssh]\nhost = \"127.0.0.1\"\nport = 2222\nuser = \"root\"\nidentity = \"/k\"\nhost_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAz8yxinzTeFwYuKJZJSUx6NUTVy18BIE2ws16Sz05rC\"\nconnect_timeout_s = 5";
+
+    #[test]
+    fn a_minimal_fake_board_loads_with_its_defaults() {
+        let b = load(FAKE, "[fake]").unwrap();
+        let f = b.fake.as_ref().unwrap();
+        assert_eq!((f.autoboot_s, f.shell_prompt.as_str()), (2, "/ # "));
+        assert_eq!(f.ready_line_for(&b).as_deref(), Some("board up"));
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            (FAKE, "[fake]\nbootdelay = 3", "bootdelay"),
+            (FAKE, "", "key `fake`: is missing"),
+            (
+                "[console]\ndevice = \"/dev/serial/by-id/x\"\nbaud = 115200\n[power]\nbackend = \"fake\"",
+                "[fake]",
+                "key `console.device`: is \"/dev/serial/by-id/x\" with power.backend = \"fake\"",
+            ),
+            (
+                "[console]\ndevice = \"/dev/serial/by-id/x\"\nbaud = 115200\n[power]\nbackend = \"manual\"\ntimeout_s = 5",
+                "[fake]",
+                "key `fake`: is set but power.backend is \"manual\"",
+            ),
+            (FAKE, "[fake]\nshell_prompt = \"$ \"", "key `fake.shell_prompt`"),
+            (
+                FAKE,
+                "[fake]\nready_line = \"other\"",
+                "key `fake.ready_line`: is \"other\", which linux.ready",
+            ),
+            (FAKE, "[fake]\n[[fake.command]]\nmatch = \"(\"", "key `fake.command[0].match`"),
+            (
+                FAKE,
+                "[fake]\n[[fake.command]]\nmatch = \"yes\"\naction = \"flood\"",
+                "key `fake.command[0].output`",
+            ),
+            (
+                FAKE,
+                "[fake]\n[[fake.command]]\nmatch = \"x\"\naction = \"hang\"\nstatus = 1",
+                "key `fake.command[0].status`",
+            ),
+            (
+                FAKE,
+                "[fake]\n[[fake.command]]\nmatch = \"x\"\nboots = [0]",
+                "key `fake.command[0].boots`",
+            ),
+            (
+                FAKE,
+                "[fake]\n[[fake.command]]\nmatch = \"x\"\naction = \"explode\"",
+                "explode",
+            ),
+            (FAKE, &format!("{SSH}\n[fake]"), "key `fake.ssh_host_key`: is missing"),
+            (
+                FAKE,
+                &format!("{}\n[fake]\nssh_host_key = \"/k\"", SSH.replace("127.0.0.1", "10.0.0.2")),
+                "key `ssh.host`: is \"10.0.0.2\"",
+            ),
+        ];
+        for (cp, rest, want) in cases {
+            let e = load(cp, rest).unwrap_err();
+            assert!(e.contains("f.toml") && e.contains(want), "{rest:?}: {e}");
+        }
+    }
+}

@@ -217,7 +217,7 @@ impl Hush {
         let present = self
             .tftp_files
             .as_ref()
-            .is_none_or(|files| files.iter().any(|f| *f == file));
+            .is_none_or(|files| files.contains(&file));
         if !present {
             out.push_str("*\nTFTP error: 'File not found' (1)\nNot retrying...\n");
             return (out, 1);
