@@ -34,6 +34,9 @@ impl Fake {
         let text = std::fs::read_to_string(data("boards/fake-board.toml")).unwrap();
         assert!(text.contains("\nport = 10722\n"));
         let text = text.replace("\nport = 10722\n", &format!("\nport = {}\n", free_port()));
+        // Absolute key paths: the file works from any directory hil runs in.
+        let keys = format!("\"{}/", data("fake-board").display());
+        let text = text.replace("\"harness/tests/data/fake-board/", &keys);
         std::fs::write(root.path().join("boards/fake-board.toml"), edit(text)).unwrap();
         Fake { root }
     }
@@ -224,4 +227,52 @@ fn a_panic_fails_its_check_the_next_gets_a_fresh_boot_and_a_vanished_board_is_la
         log.contains("### hil: console closed"),
         "log runs to the vanishing"
     );
+}
+
+#[test]
+fn live_console_shows_the_fake_and_passes_typed_input() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let fake = Fake::new(|t| t);
+    let console_dir = tempfile::tempdir().unwrap();
+    let mut child = hil()
+        .current_dir(console_dir.path())
+        .envs(fake.env())
+        .args(["console", BOARD])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hil console");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut g = crate::sim::Guard(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut b = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut b) {
+            seen.extend_from_slice(&b[..n]);
+            let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+        }
+    });
+    let wait_text = |needle: &str| -> String {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(s) if s.contains(needle) => return s,
+                Ok(_) => {}
+                Err(_) => panic!("{needle:?} not shown within 30 s"),
+            }
+        }
+    };
+    wait_text("Hit any key to stop autoboot");
+    stdin.write_all(b" ").unwrap();
+    wait_text("=> ");
+    stdin.write_all(b"echo typed-through-hil\r").unwrap();
+    let shown = wait_text("\ntyped-through-hil");
+    assert!(shown.contains("U-Boot 2023.01"), "banner shown: {shown}");
+    stdin.write_all(&[0x1d]).unwrap(); // Ctrl-] quits and powers the board off
+    assert_eq!(wait_exit(&mut g, Duration::from_secs(30)), 0);
 }
