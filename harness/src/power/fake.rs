@@ -69,9 +69,4 @@ impl FakePower {
         self.slave = None;
         Ok(())
     }
-
-    /// How many times the board was powered on.
-    pub fn boots(&self) -> u32 {
-        self.boots
-    }
 }
