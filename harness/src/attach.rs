@@ -2,7 +2,8 @@
 //! the broker receives it; typed input goes to the board; Ctrl-] quits.
 //!
 //! A sim board that is `up` is attached to (and resumed if paused); otherwise a sim board
-//! is powered on here and off again on exit; a real board's serial device is opened.
+//! (or a fake one) is powered on here and off again on exit; a real board's serial device
+//! is opened.
 
 use crate::config::Board;
 use crate::console::{Console, Event};
@@ -55,6 +56,15 @@ pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
         let pty = p.arm().await?.unwrap_or_else(|| b.console.device.clone());
         power = Some(p);
         (b, dir, pty)
+    } else if board.power.backend == crate::config::board::PowerBackend::Fake {
+        let dir = PathBuf::from("reports").join("console");
+        let mut p = Power::new(board, dir.join(&board.name));
+        let pty = p
+            .arm()
+            .await?
+            .unwrap_or_else(|| board.console.device.clone());
+        power = Some(p);
+        (board.clone(), dir, pty)
     } else {
         let dev = board.console.device.clone();
         (board.clone(), PathBuf::from("reports").join("console"), dev)

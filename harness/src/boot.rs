@@ -506,3 +506,132 @@ impl BoardSession {
         }
     }
 }
+
+/// The boot state machine and the failure classes of its steps, on the fake board (the
+/// same console broker, expect engine, console shell and ssh2 client as a real board).
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+    use super::State;
+    use crate::error::StepError;
+    use crate::fake_board::linux::PANIC;
+    use crate::fake_board::tests::test_board;
+    use crate::outcome::Outcome;
+    use std::time::Duration;
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn boots_through_uboot_to_the_shell_and_ssh_and_runs_commands() {
+        let tb = test_board("", |t| t);
+        let mut s = tb.session();
+        s.reach(State::LinuxSsh).await.unwrap();
+        assert_eq!(s.facts["kernel"], "6.1.0-hil-fake");
+        let o = s
+            .shell()
+            .unwrap()
+            .run("echo hello; false", T)
+            .await
+            .unwrap();
+        assert_eq!((o.output.as_str(), o.status), ("hello\n", 1));
+        let o = s.ssh().unwrap().exec("echo over ssh", T).await.unwrap();
+        assert_eq!((o.output.as_str(), o.status), ("over ssh\n", 0));
+        s.power_off().await.unwrap();
+        let log = tb.console_log();
+        for needle in [
+            "U-Boot 2023.01",
+            "Bytes transferred",
+            "Kernel command line: console=ttyAMA0 panic=-1",
+            "hil: board ready",
+            "### hil: power off",
+        ] {
+            assert!(log.contains(needle), "{needle:?} in {log}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_tftp_file_is_an_infrastructure_error_naming_it() {
+        let tb = test_board("", |t| t.replace("} Image.gz\"", "} Image-missing.gz\""));
+        let mut s = tb.session();
+        let e = s.reach(State::LinuxConsole).await.unwrap_err();
+        assert_eq!(e.outcome(), Outcome::InfraError, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("Image-missing.gz"), "{msg}");
+        assert!(msg.contains("TFTP error: 'File not found' (1)"), "{msg}");
+        s.power_off().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_missed_autoboot_is_an_infrastructure_error_naming_the_awaited_text() {
+        // The board prints another autoboot line than the board file waits for.
+        let tb = test_board("autoboot_text = \"Press SPACE to abort autoboot\"", |t| {
+            t.replacen("timeout_s = 5", "timeout_s = 1", 1)
+        });
+        let mut s = tb.session();
+        let e = s.reach(State::LinuxConsole).await.unwrap_err();
+        assert_eq!(e.outcome(), Outcome::InfraError, "{e}");
+        assert!(
+            e.to_string().contains("\"Hit any key to stop autoboot\""),
+            "{e}"
+        );
+        s.power_off().await.unwrap();
+        // The key comes too late on the first power-on only: the next boot works.
+        let tb = test_board("miss_autoboot = 1", |t| {
+            t.replacen("timeout_s = 5", "timeout_s = 1", 1)
+        });
+        let mut s = tb.session();
+        let e = s.reach(State::LinuxConsole).await.unwrap_err();
+        assert_eq!(e.outcome(), Outcome::InfraError, "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("no prompt \"=> \"") && msg.contains("autoboot missed"),
+            "{msg}"
+        );
+        s.power_off().await.unwrap();
+        s.reach(State::LinuxConsole).await.unwrap();
+        s.power_off().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panic_during_a_command_is_a_fail_with_the_panic_line() {
+        let tb = test_board(
+            r#"[[fake.command]]
+match = "^crash-now$"
+output = "about to crash"
+action = "panic"
+after_s = 0.2"#,
+            |t| t,
+        );
+        let mut s = tb.session();
+        s.reach(State::LinuxConsole).await.unwrap();
+        let e = StepError::from(s.shell().unwrap().run("crash-now", T).await.unwrap_err());
+        assert_eq!(e.outcome(), Outcome::Fail, "{e}");
+        assert!(e.board_lost());
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("kernel panic: ") && msg.contains(PANIC),
+            "{msg}"
+        );
+        s.power_off().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_console_vanishing_is_an_infrastructure_error() {
+        let tb = test_board(
+            r#"[[fake.command]]
+match = "^unplug$"
+action = "vanish""#,
+            |t| t,
+        );
+        let mut s = tb.session();
+        s.reach(State::LinuxSsh).await.unwrap();
+        let e = StepError::from(s.shell().unwrap().run("unplug", T).await.unwrap_err());
+        assert_eq!(e.outcome(), Outcome::InfraError, "{e}");
+        assert!(e.to_string().contains("console closed"), "{e}");
+        // SSH went with it.
+        let e = StepError::from(s.ssh().unwrap().exec("true", T).await.unwrap_err());
+        assert_eq!(e.outcome(), Outcome::InfraError, "{e}");
+        s.power_off().await.unwrap();
+    }
+}

@@ -17,6 +17,7 @@ pub mod console;
 pub mod engine;
 pub mod error;
 pub mod expect;
+pub mod fake_board;
 pub mod flash;
 pub mod guest;
 pub mod hash;

@@ -256,6 +256,15 @@ impl SshTarget {
                 });
             }
             tokio::time::sleep(Duration::from_secs(2).min(left)).await;
+            // No time left for another attempt: the last real error says why, not "no
+            // time left".
+            if Instant::now() >= deadline {
+                return Err(SshError::Unreachable {
+                    addr: self.addr(),
+                    secs: timeout.as_secs(),
+                    last,
+                });
+            }
         }
     }
 

@@ -40,6 +40,8 @@ pub struct Board {
     /// Recovery budgets for lab trouble.
     #[serde(default)]
     pub retry: RetryCfg,
+    /// How the fake board behaves (`power.backend = "fake"`, config/fake.rs).
+    pub fake: Option<super::fake::FakeCfg>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +157,8 @@ pub enum PowerBackend {
     Qemu,
     Command,
     Manual,
+    /// The fake board in hil's library (tests of hil's own logic): config/fake.rs.
+    Fake,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -278,8 +282,8 @@ impl ConsoleCfg {
     fn validate_device(&self, v: &mut Validation) {
         let d = &self.device;
         // A leading placeholder ({run_dir}, {board_dir}) expands to an absolute path.
-        if d != "qemu" && !d.starts_with('/') && !d.starts_with('{') {
-            v.err("console.device", format!("is \"{d}\"; expected \"qemu\" or an absolute device path such as /dev/serial/by-id/..."));
+        if d != "qemu" && d != "fake" && !d.starts_with('/') && !d.starts_with('{') {
+            v.err("console.device", format!("is \"{d}\"; expected \"qemu\", \"fake\" or an absolute device path such as /dev/serial/by-id/..."));
         }
         if d.starts_with("/dev/ttyUSB") || d.starts_with("/dev/ttyACM") {
             v.err("console.device", format!("is \"{d}\", a name that changes when USB re-enumerates; expected a /dev/serial/by-id/ or /dev/serial/by-path/ link"));
@@ -348,7 +352,7 @@ impl PowerCfg {
         let what = match self.backend {
             PowerBackend::Command => "seconds allowed per power command",
             PowerBackend::Manual => "seconds to wait for the operator",
-            PowerBackend::Qemu => return,
+            PowerBackend::Qemu | PowerBackend::Fake => return,
         };
         match self.timeout_s {
             None => v.err("power.timeout_s", format!("is missing; expected {what}")),
@@ -363,6 +367,7 @@ impl PowerBackend {
             PowerBackend::Qemu => "qemu",
             PowerBackend::Command => "command",
             PowerBackend::Manual => "manual",
+            PowerBackend::Fake => "fake",
         }
     }
 }
@@ -606,6 +611,7 @@ impl Board {
         if let Some(t) = &self.pci_topology {
             super::pcie::validate_topology(path, t, v.errors_mut());
         }
+        super::fake::validate(path, self, v.errors_mut());
         v.into_errors()
     }
 

@@ -4,6 +4,7 @@
 pub mod board;
 pub mod error;
 pub mod expand;
+pub mod fake;
 pub mod flash;
 pub mod limits;
 pub mod load;

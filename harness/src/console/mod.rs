@@ -206,6 +206,17 @@ async fn broker(
             }
         }
     };
+    // What hil sent just before the transport ended (a "power off" mark, then the power
+    // backend cut the line) is still queued: its marks belong in the log before the
+    // close, its bytes among those never sent.
+    while let Ok(msg) = input.try_recv() {
+        match msg {
+            Input::Mark(m) => {
+                let _ = log.mark(&m);
+            }
+            Input::Bytes(data) => held.hold(&data),
+        }
+    }
     held.abandon(&mut log);
     let _ = log.mark(&reason);
     shared.closed.send_replace(Some(reason.clone()));

@@ -1,8 +1,10 @@
 //! Power backends. Powering on is two-phase so the console is always attached before the
 //! board's CPU runs (nothing it prints is lost): `arm` prepares (the QEMU backend starts
-//! QEMU paused and reports its console pty), the caller opens the console, then `on`.
+//! QEMU paused and reports its console pty; the fake backend makes a pty), the caller
+//! opens the console, then `on`.
 
 pub mod command;
+pub mod fake;
 pub mod manual;
 pub mod qemu;
 
@@ -21,6 +23,7 @@ pub enum Power {
     Qemu(Box<qemu::QemuPower>),
     Command(command::CommandPower),
     Manual(manual::ManualPower),
+    Fake(Box<fake::FakePower>),
 }
 
 impl Power {
@@ -32,6 +35,7 @@ impl Power {
             PowerBackend::Manual => {
                 Power::Manual(manual::ManualPower::new(&board.name, &board.power))
             }
+            PowerBackend::Fake => Power::Fake(Box::new(fake::FakePower::new(board, run_dir))),
         }
     }
 
@@ -39,6 +43,7 @@ impl Power {
     pub async fn arm(&mut self) -> Result<Option<String>, PowerError> {
         match self {
             Power::Qemu(q) => q.arm().await,
+            Power::Fake(f) => f.arm().await,
             _ => Ok(None),
         }
     }
@@ -48,6 +53,7 @@ impl Power {
             Power::Qemu(q) => q.on().await,
             Power::Command(c) => c.on().await,
             Power::Manual(m) => m.on().await,
+            Power::Fake(f) => f.on().await,
         }
     }
 
@@ -56,6 +62,7 @@ impl Power {
             Power::Qemu(q) => q.off().await,
             Power::Command(c) => c.off().await,
             Power::Manual(m) => m.off().await,
+            Power::Fake(f) => f.off().await,
         }
     }
 

@@ -1,26 +1,10 @@
-//! Board leases across processes, on the sim: two runs never use the same board at once (a
-//! second run is refused, or queues with --wait until the first is done), and the lease of
-//! a killed run is taken over once it has expired.
+//! Board leases across processes, on the fake board: two runs never use the same board at
+//! once (a second run is refused, or queues with --wait until the first is done), and the
+//! lease of a killed run is taken over once it has expired.
 
-use crate::sim::{case, lock, out_dir, read_json, spawn_hil, wait_exit, BOOT_LIMIT};
-use crate::vfio::board_variant;
-use std::path::Path;
+use crate::fake_board::{suite, Fake, BOARD, LIMIT};
+use crate::sim::{case, read_json, wait_exit};
 use std::time::{Duration, Instant};
-
-fn smoke_args<'a>(board: &'a str, out: &'a Path, wait: bool) -> Vec<&'a str> {
-    let mut a = vec![
-        "run",
-        "suites/smoke.toml",
-        "--board",
-        board,
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    if wait {
-        a.push("--wait");
-    }
-    a
-}
 
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
@@ -32,14 +16,14 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn concurrent_runs_never_share_a_board() {
-    let _l = lock();
-    let leases = tempfile::tempdir().unwrap();
-    let env = [("HIL_LEASE_DIR", leases.path().to_str().unwrap())];
-    let lease_file = leases.path().join("sim-rk3588.json");
+    let fake = Fake::new(|t| t);
+    let lease_file = fake.leases().join("fake-board.json");
+    // Holds the board for 3 s: long enough for the other two runs to find it busy.
+    let hold = suite("fake-hold");
 
-    let out1 = out_dir("lease-first");
-    let (mut first, _rx1) = spawn_hil(&smoke_args("sim-rk3588", &out1, false), &env);
-    wait_for("the first run takes the lease", BOOT_LIMIT, || {
+    let out1 = fake.out("lease-first");
+    let (mut first, _rx1) = fake.spawn(&hold, &out1, &[]);
+    wait_for("the first run takes the lease", LIMIT, || {
         lease_file.exists()
     });
     let holder: serde_json::Value =
@@ -47,26 +31,26 @@ fn concurrent_runs_never_share_a_board() {
     assert_eq!(holder["owner"]["pid"], first.0.id(), "{holder}");
 
     // Without --wait: refused at once, naming the holder; nothing of the board touched.
-    let out2 = out_dir("lease-refused");
-    let (mut refused, _rx2) = spawn_hil(&smoke_args("sim-rk3588", &out2, false), &env);
+    let out2 = fake.out("lease-refused");
+    let (mut refused, _rx2) = fake.spawn(&hold, &out2, &[]);
     assert_eq!(wait_exit(&mut refused, Duration::from_secs(60)), 3);
     let r2 = read_json(&out2.join("results.json"));
-    let l = case(&r2, "sim-rk3588", "lease");
+    let l = case(&r2, BOARD, "lease");
     assert_eq!(l["outcome"], "error:infrastructure", "{l}");
     let msg = l["message"].as_str().unwrap();
     assert!(
-        msg.starts_with("board sim-rk3588 is busy: held by job"),
+        msg.starts_with("board fake-board is busy: held by job"),
         "{msg}"
     );
     assert!(msg.contains(&format!("pid {}", first.0.id())), "{msg}");
     assert!(msg.contains("--wait"), "{msg}");
-    assert_eq!(case(&r2, "sim-rk3588", "arch")["outcome"], "skipped");
-    assert!(!out2.join("boards/sim-rk3588/console.log").exists());
+    assert_eq!(case(&r2, BOARD, "hold")["outcome"], "skipped");
+    assert!(!out2.join("boards/fake-board/console.log").exists());
 
     // With --wait: queued; its board work starts only after the first run has finished.
-    let out3 = out_dir("lease-queued");
-    let (mut queued, rx3) = spawn_hil(&smoke_args("sim-rk3588", &out3, true), &env);
-    let queued_console = out3.join("boards/sim-rk3588/console.log");
+    let out3 = fake.out("lease-queued");
+    let (mut queued, rx3) = fake.spawn(&hold, &out3, &["--wait"]);
+    let queued_console = out3.join("boards/fake-board/console.log");
     let first_code = loop {
         if let Some(s) = first.0.try_wait().unwrap() {
             break s.code().unwrap_or(-1);
@@ -75,41 +59,33 @@ fn concurrent_runs_never_share_a_board() {
             !queued_console.exists(),
             "the queued run powered the board while the first run held it"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(first_code, 0);
-    assert_eq!(wait_exit(&mut queued, BOOT_LIMIT), 0);
+    assert_eq!(wait_exit(&mut queued, LIMIT), 0);
     let said: Vec<String> = rx3.try_iter().map(|(_, l)| l).collect();
     assert!(
         said.iter()
-            .any(|l| l.contains("sim-rk3588: waiting for the board: held by job")),
+            .any(|l| l.contains("fake-board: waiting for the board: held by job")),
         "{said:#?}"
     );
     let r3 = read_json(&out3.join("results.json"));
-    assert_eq!(case(&r3, "sim-rk3588", "arch")["outcome"], "pass");
+    assert_eq!(case(&r3, BOARD, "hold")["outcome"], "pass");
     // Both gave the board back.
     assert!(!lease_file.exists());
 }
 
 #[test]
 fn lease_of_a_killed_run_is_taken_over_after_it_expires() {
-    let _l = lock();
-    let leases = tempfile::tempdir().unwrap();
-    let env = [("HIL_LEASE_DIR", leases.path().to_str().unwrap())];
-    let boards = board_variant("sim-rk3588-lease", |t| t + "\n[lease]\nttl_s = 6\n");
-    let mut env = env.to_vec();
-    env.push(("HIL_BOARDS", boards.to_str().unwrap()));
-    let lease_file = leases.path().join("sim-rk3588-lease.json");
+    let fake = Fake::new(|t| t + "\n[lease]\nttl_s = 6\n");
+    let lease_file = fake.leases().join("fake-board.json");
+    let hold = suite("fake-hold");
 
-    let out1 = out_dir("lease-killed");
-    let (mut killed, _rx1) = spawn_hil(&smoke_args("sim-rk3588-lease", &out1, false), &env);
+    let out1 = fake.out("lease-killed");
+    let (mut killed, _rx1) = fake.spawn(&hold, &out1, &[]);
     let pid = killed.0.id();
-    // Kill it (SIGKILL: no cleanup, no release) while it is booting the board.
-    crate::sim::wait_for_file_text(
-        &out1.join("boards/sim-rk3588-lease/console.log"),
-        "U-Boot",
-        BOOT_LIMIT,
-    );
+    // Kill it (SIGKILL: no cleanup, no release) while it has the board.
+    crate::sim::wait_for_file_text(&out1.join("boards/fake-board/console.log"), "U-Boot", LIMIT);
     killed.0.kill().unwrap();
     killed.0.wait().unwrap();
     let killed_at = Instant::now();
@@ -120,9 +96,9 @@ fn lease_of_a_killed_run_is_taken_over_after_it_expires() {
         "the killed run's lease stays behind"
     );
 
-    let out2 = out_dir("lease-takeover");
-    let (mut next, rx2) = spawn_hil(&smoke_args("sim-rk3588-lease", &out2, true), &env);
-    assert_eq!(wait_exit(&mut next, BOOT_LIMIT), 0);
+    let out2 = fake.out("lease-takeover");
+    let (mut next, rx2) = fake.spawn(&hold, &out2, &["--wait"]);
+    assert_eq!(wait_exit(&mut next, LIMIT), 0);
     let said: Vec<(Instant, String)> = rx2.try_iter().collect();
     let waited = said
         .iter()
@@ -144,6 +120,6 @@ fn lease_of_a_killed_run_is_taken_over_after_it_expires() {
     let props = &r["boards"][0]["properties"];
     let from = props["lease_taken_over_from"].as_str().unwrap();
     assert!(from.contains(&format!("pid {pid}")), "{props}");
-    assert_eq!(case(&r, "sim-rk3588-lease", "arch")["outcome"], "pass");
+    assert_eq!(case(&r, BOARD, "hold")["outcome"], "pass");
     assert!(!lease_file.exists());
 }

@@ -9,6 +9,7 @@ mod common;
 mod config_errors;
 mod console_reopen;
 mod deadlines;
+mod fake_board;
 mod faults;
 mod lease;
 mod nightly;

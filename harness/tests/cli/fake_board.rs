@@ -1,0 +1,278 @@
+//! `hil run` on the fake board (harness/src/fake_board): the engine's logic end to end
+//! through the CLI, in seconds. Each test has its own temp dirs (board file with a free
+//! SSH port, leases, reports), so they run in parallel with each other and with the sim
+//! tests. The lab faults and lease tests that are about hil's logic rather than the
+//! emulated board live in faults.rs and lease.rs and use [`Fake`] too.
+
+use crate::common::*;
+use crate::sim::{case, junit_consumer, read_json, spawn_hil, wait_exit};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Generous for a board that boots in milliseconds: a loaded CI machine.
+pub const LIMIT: Duration = Duration::from_secs(120);
+
+/// One test's fake lab: `boards/fake-board.toml` (tests/data/boards/fake-board.toml with a
+/// free SSH port and the test's edits), a lease dir, and report dirs, all in a temp dir.
+pub struct Fake {
+    root: tempfile::TempDir,
+}
+
+pub const BOARD: &str = "fake-board";
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl Fake {
+    pub fn new(edit: impl Fn(String) -> String) -> Fake {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("boards")).unwrap();
+        std::fs::create_dir_all(root.path().join("leases")).unwrap();
+        let text = std::fs::read_to_string(data("boards/fake-board.toml")).unwrap();
+        assert!(text.contains("\nport = 10722\n"));
+        let text = text.replace("\nport = 10722\n", &format!("\nport = {}\n", free_port()));
+        // Absolute key paths: the file works from any directory hil runs in.
+        let keys = format!("\"{}/", data("fake-board").display());
+        let text = text.replace("\"harness/tests/data/fake-board/", &keys);
+        std::fs::write(root.path().join("boards/fake-board.toml"), edit(text)).unwrap();
+        Fake { root }
+    }
+
+    pub fn leases(&self) -> PathBuf {
+        self.root.path().join("leases")
+    }
+
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.root.path().join(format!("out-{name}"))
+    }
+
+    /// HIL_BOARDS and HIL_LEASE_DIR for a hil child.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "HIL_BOARDS",
+                self.root.path().join("boards").display().to_string(),
+            ),
+            ("HIL_LEASE_DIR", self.leases().display().to_string()),
+        ]
+    }
+
+    /// `hil run SUITE --board fake-board --out OUT [extra]`, spawned.
+    pub fn spawn(
+        &self,
+        suite: &str,
+        out: &Path,
+        extra: &[&str],
+    ) -> (
+        crate::sim::Guard,
+        std::sync::mpsc::Receiver<(Instant, String)>,
+    ) {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut args = vec![
+            "run",
+            suite,
+            "--board",
+            BOARD,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        spawn_hil(&args, &env)
+    }
+
+    /// Runs a suite to its end; its exit code and results.json.
+    pub fn run(&self, suite: &str, out: &Path) -> (i32, serde_json::Value) {
+        let (mut g, _rx) = self.spawn(suite, out, &[]);
+        let code = wait_exit(&mut g, LIMIT);
+        (code, read_json(&out.join("results.json")))
+    }
+}
+
+pub fn suite(name: &str) -> String {
+    data(&format!("suites/{name}.toml")).display().to_string()
+}
+
+#[test]
+fn a_passing_suite_exits_0_with_complete_reports() {
+    let fake = Fake::new(|t| t);
+    let out = fake.out("pass");
+    let t = Instant::now();
+    let (code, r) = fake.run(&suite("fake-pass"), &out);
+    assert_eq!(code, 0, "{r:#}");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(r["complete"], true);
+    assert_eq!(r["exit_code"], 0);
+    for name in ["boot", "kernel", "shell-state", "ssh-exit-status"] {
+        assert_eq!(case(&r, BOARD, name)["outcome"], "pass", "{name}: {r:#}");
+    }
+    assert_eq!(
+        case(&r, BOARD, "ssh-exit-status")["figures"]["exit_status"],
+        7
+    );
+    let props = &r["boards"][0]["properties"];
+    assert_eq!(props["kernel"], "6.1.0-hil-fake", "{props}");
+    assert_eq!(props["console_gaps"], "0", "{props}");
+    // A standard JUnit consumer reads every case as passed; console checks carry their
+    // console slice.
+    let cases = junit_consumer(&out.join("junit.xml"));
+    let lines: Vec<Vec<&str>> = cases
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), 4, "{cases}");
+    for f in &lines {
+        assert_eq!(f[1], "pass", "{cases}");
+        if f[0] != "ssh-exit-status" {
+            assert!(f[2].parse::<usize>().unwrap() > 0, "console slice: {cases}");
+        }
+    }
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    for name in ["kernel", "shell-state", "ssh-exit-status"] {
+        assert!(summary.contains(&format!("| ✔ | {name} |")), "{summary}");
+    }
+    let log = std::fs::read_to_string(out.join("boards/fake-board/console.log")).unwrap();
+    for needle in [
+        "U-Boot 2023.01",
+        "Bytes transferred",
+        "Starting kernel",
+        "hil: board ready",
+        "HIL_E_",
+        "### hil: power off",
+    ] {
+        assert!(log.contains(needle), "console.log has {needle:?}");
+    }
+    let ssh_log = std::fs::read_to_string(out.join("boards/fake-board/ssh.log")).unwrap();
+    assert!(ssh_log.contains("over-ssh\n[exit 7]"), "{ssh_log}");
+}
+
+#[test]
+fn missed_autoboot_on_the_first_power_on_passes_on_the_retry() {
+    let fake = Fake::new(|t| {
+        let t = t.replacen("\ntimeout_s = 10\n", "\ntimeout_s = 1\n", 1);
+        assert!(t.contains("\ntimeout_s = 1\n"));
+        t.replace(
+            "[fake]\n",
+            "[retry]\ninfrastructure = 1\n\n[fake]\nmiss_autoboot = 1\n",
+        )
+    });
+    let out = fake.out("autoboot-once");
+    let (code, r) = fake.run(&suite("fake-pass"), &out);
+    assert_eq!(code, 0, "{r:#}");
+    let boot = case(&r, BOARD, "boot");
+    assert_eq!(boot["outcome"], "pass", "{boot}");
+    let attempts = boot["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{boot}");
+    assert_eq!(attempts[0]["outcome"], "error:infrastructure");
+    let msg = attempts[0]["message"].as_str().unwrap();
+    assert!(msg.contains("autoboot missed"), "{msg}");
+    assert_eq!(case(&r, BOARD, "kernel")["outcome"], "pass");
+}
+
+#[test]
+fn a_panic_fails_its_check_the_next_gets_a_fresh_boot_and_a_vanished_board_is_lab_trouble() {
+    let fake = Fake::new(|t| t);
+    let out = fake.out("faults");
+    let (mut g, rx) = fake.spawn(&suite("fake-faults"), &out, &[]);
+    let code = wait_exit(&mut g, LIMIT);
+    let r = read_json(&out.join("results.json"));
+    // A DUT failure wins over the lab trouble that came after it.
+    assert_eq!(code, 1, "{r:#}");
+    assert_eq!(r["complete"], true);
+    assert_eq!(case(&r, BOARD, "before")["outcome"], "pass");
+    let p = case(&r, BOARD, "panics");
+    assert_eq!(p["outcome"], "fail", "{p}");
+    let msg = p["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("kernel panic: ") && msg.contains("Kernel panic - not syncing"),
+        "{p}"
+    );
+    // Ended by the panic line (a second in), not by the SSH command's 60 s sleep.
+    assert!(p["duration_s"].as_f64().unwrap() < 10.0, "{p}");
+    assert!(p["console"]
+        .as_str()
+        .unwrap()
+        .contains("Kernel panic - not syncing"));
+    let fresh = case(&r, BOARD, "fresh-boot");
+    assert_eq!(
+        fresh["outcome"], "pass",
+        "the board was booted again: {fresh}"
+    );
+    let v = case(&r, BOARD, "vanishes");
+    assert_eq!(v["outcome"], "error:infrastructure", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("console closed"),
+        "{v}"
+    );
+    assert_eq!(case(&r, BOARD, "after")["outcome"], "skipped");
+    let said: Vec<String> = rx.try_iter().map(|(_, l)| l).collect();
+    assert!(
+        said.iter()
+            .any(|l| l.contains("panics") && l.contains("fail")),
+        "{said:#?}"
+    );
+    let log = std::fs::read_to_string(out.join("boards/fake-board/console.log")).unwrap();
+    let banners = log
+        .lines()
+        .filter(|l| {
+            l.split_once("] ")
+                .is_some_and(|(_, rest)| rest.starts_with("U-Boot 2023.01"))
+        })
+        .count();
+    assert_eq!(banners, 2, "two boots in the log: {log}");
+    assert!(
+        log.contains("### hil: console closed"),
+        "log runs to the vanishing"
+    );
+}
+
+#[test]
+fn live_console_shows_the_fake_and_passes_typed_input() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let fake = Fake::new(|t| t);
+    let console_dir = tempfile::tempdir().unwrap();
+    let mut child = hil()
+        .current_dir(console_dir.path())
+        .envs(fake.env())
+        .args(["console", BOARD])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hil console");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut g = crate::sim::Guard(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut b = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut b) {
+            seen.extend_from_slice(&b[..n]);
+            let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+        }
+    });
+    let wait_text = |needle: &str| -> String {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(s) if s.contains(needle) => return s,
+                Ok(_) => {}
+                Err(_) => panic!("{needle:?} not shown within 30 s"),
+            }
+        }
+    };
+    wait_text("Hit any key to stop autoboot");
+    stdin.write_all(b" ").unwrap();
+    wait_text("=> ");
+    stdin.write_all(b"echo typed-through-hil\r").unwrap();
+    let shown = wait_text("\ntyped-through-hil");
+    assert!(shown.contains("U-Boot 2023.01"), "banner shown: {shown}");
+    stdin.write_all(&[0x1d]).unwrap(); // Ctrl-] quits and powers the board off
+    assert_eq!(wait_exit(&mut g, Duration::from_secs(30)), 0);
+}
