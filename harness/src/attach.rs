@@ -45,12 +45,13 @@ pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
         let (b, dir) = crate::lab_ctl::sim_board(path, board).await?;
         if let Some(st) = crate::lab_ctl::running(&dir) {
             let console = open(&b, &st.pty, &dir)?;
+            let rx = console.subscribe();
             let t =
                 std::time::Duration::from_secs(b.qemu.as_ref().map_or(30, |q| q.start_timeout_s));
             if let Ok(mut q) = crate::qmp::Qmp::connect_unix(&st.qmp, t).await {
                 let _ = q.execute_timeout("cont", None, t).await;
             }
-            return bridge(console).await;
+            return bridge(console, rx).await;
         }
         let mut p = Power::new(&b, dir.join("console"));
         let pty = p.arm().await?.unwrap_or_else(|| b.console.device.clone());
@@ -70,10 +71,12 @@ pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
         (board.clone(), PathBuf::from("reports").join("console"), dev)
     };
     let console = open(&board, &device, &log_dir)?;
+    // Subscribed before power-on: the terminal shows the board from its first byte.
+    let rx = console.subscribe();
     if let Some(p) = power.as_mut() {
         p.on().await?;
     }
-    let code = bridge(console).await;
+    let code = bridge(console, rx).await;
     if let Some(p) = power.as_mut() {
         let _ = p.off().await;
     }
@@ -104,8 +107,10 @@ fn open(board: &Board, device: &str, log_dir: &std::path::Path) -> anyhow::Resul
     Ok(c)
 }
 
-async fn bridge(console: Console) -> anyhow::Result<i32> {
-    let mut rx = console.subscribe();
+async fn bridge(
+    console: Console,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+) -> anyhow::Result<i32> {
     let _raw = RawTerminal::enter();
     let mut stdin = tokio::io::stdin();
     let mut buf = [0u8; 1024];
