@@ -45,8 +45,10 @@ impl Keys {
 
 /// What the server and its connections share.
 struct Shared {
-    /// A duplicate of each accepted socket, to shut it down when the server goes.
-    conns: Mutex<Vec<OwnedFd>>,
+    /// A duplicate of each open connection's socket (by connection number), to shut it
+    /// down when the server goes.
+    conns: Mutex<Vec<(u64, OwnedFd)>>,
+    next_conn: std::sync::atomic::AtomicU64,
     /// The exec channels' tasks.
     tasks: Mutex<Vec<AbortHandle>>,
     /// False once the board is dead: channels stop answering.
@@ -92,6 +94,7 @@ impl Server {
             events,
             shared: Arc::new(Shared {
                 conns: Mutex::new(Vec::new()),
+                next_conn: std::sync::atomic::AtomicU64::new(0),
                 tasks: Mutex::new(Vec::new()),
                 alive: watch::channel(true).0,
             }),
@@ -105,14 +108,20 @@ impl Server {
             return std::future::pending().await;
         };
         let Ok((sock, _)) = l.accept().await else {
+            // Out of fds or the like: try again later rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             return;
         };
+        let id = self
+            .shared
+            .next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: dup of a valid open socket fd; the new fd is owned by the OwnedFd alone.
         let dup = unsafe { libc::dup(sock.as_raw_fd()) };
         if dup >= 0 {
             // SAFETY: dup returned a new fd that nothing else owns.
             let owned: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(dup) };
-            lock(&self.shared.conns).push(owned);
+            lock(&self.shared.conns).push((id, owned));
         }
         let handler = Conn {
             user: self.user.clone(),
@@ -122,10 +131,13 @@ impl Server {
             shared: self.shared.clone(),
         };
         let config = self.config.clone();
+        let shared = self.shared.clone();
         tokio::spawn(async move {
             if let Ok(session) = russh::server::run_stream(config, sock, handler).await {
                 let _ = session.await;
             }
+            // Ended by the client: its duplicate goes too.
+            lock(&shared.conns).retain(|(c, _)| *c != id);
         });
     }
 
@@ -141,7 +153,7 @@ impl Drop for Server {
         for t in lock(&self.shared.tasks).drain(..) {
             t.abort();
         }
-        for fd in lock(&self.shared.conns).drain(..) {
+        for (_, fd) in lock(&self.shared.conns).drain(..) {
             // SAFETY: shutdown(2) on a socket fd we own; the peer sees the connection end.
             unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
         }
@@ -199,7 +211,9 @@ impl russh::server::Handler for Conn {
             self.events.clone(),
             self.shared.alive.subscribe(),
         ));
-        lock(&self.shared.tasks).push(task.abort_handle());
+        let mut tasks = lock(&self.shared.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task.abort_handle());
         Ok(())
     }
 
