@@ -276,3 +276,46 @@ fn live_console_shows_the_fake_and_passes_typed_input() {
     stdin.write_all(&[0x1d]).unwrap(); // Ctrl-] quits and powers the board off
     assert_eq!(wait_exit(&mut g, Duration::from_secs(30)), 0);
 }
+
+#[test]
+fn an_ssh_command_that_prints_forever_ends_at_its_time_out_and_teardown_completes() {
+    let fake = Fake::new(|t| t);
+    let out = fake.out("ssh-flood");
+    let t = Instant::now();
+    let (code, r) = fake.run(&suite("fake-ssh-flood"), &out);
+    // Within the check's 3 s plus 10 s, boot and teardown included.
+    assert!(
+        t.elapsed() < Duration::from_secs(13 + 10),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(code, 1, "{r:#}");
+    assert_eq!(r["complete"], true);
+    let flood = case(&r, BOARD, "flood");
+    assert_eq!(flood["outcome"], "fail", "{flood}");
+    assert!(
+        flood["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within 3 s"),
+        "{flood}"
+    );
+    assert!(
+        flood["duration_s"].as_f64().unwrap() < 3.0 + 10.0,
+        "{flood}"
+    );
+    // Teardown completed: no teardown case (it reports only trouble) and the board was
+    // powered off.
+    let cases = r["boards"][0]["cases"].as_array().unwrap();
+    assert!(!cases.iter().any(|c| c["name"] == "teardown"), "{r:#}");
+    let log = std::fs::read_to_string(out.join("boards/fake-board/console.log")).unwrap();
+    assert!(
+        log.contains("### hil: power off"),
+        "console.log ends with the power off"
+    );
+    // The flood's output was bounded in ssh.log, not kept whole.
+    let ssh_len = std::fs::metadata(out.join("boards/fake-board/ssh.log"))
+        .unwrap()
+        .len();
+    assert!(ssh_len < 4 * 1024 * 1024, "ssh.log is {ssh_len} bytes");
+}
