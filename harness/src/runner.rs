@@ -97,11 +97,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunReport> {
                 .catch_unwind()
                 .await
             {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let msg = crate::engine::panic_message(p.as_ref());
                 let _ = events.send(Event::Case(
                     name,
                     harness_case(format!("the board's engine panicked: {msg}")),

@@ -784,17 +784,19 @@ async fn bounded_by<T>(
 async fn guarded<T>(fut: impl Future<Output = Result<T, StepError>>) -> Result<T, StepError> {
     match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
         Ok(r) => r,
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(StepError::Harness(format!(
-                "hil panicked in this step: {msg}"
-            )))
-        }
+        Err(p) => Err(StepError::Harness(format!(
+            "hil panicked in this step: {}",
+            panic_message(p.as_ref())
+        ))),
     }
+}
+
+/// The text a panic was raised with (`panic!("...")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn no_session() -> StepError {
