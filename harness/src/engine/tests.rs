@@ -1,21 +1,26 @@
-//! Engine logic on a board that needs no emulator: command power writing to a log, and
-//! checks of the test's own that need no boot (state `Off`), so the engine's steps, their
-//! deadlines, lease fencing and panic handling are tested in seconds.
+//! Engine logic on the fake board (`crate::fake_board`: U-Boot, TFTP boot and a Linux shell
+//! played by hil itself), with checks of the test's own that run on the booted board's
+//! console, so the engine's steps, their deadlines, lease fencing and panic handling are
+//! tested end to end in seconds. What the engine powers off is read back from the console
+//! log, where every power-off hil makes is marked.
 
 use super::*;
 use crate::checks::{Check, CheckCtx, CheckFuture, CheckOutput, CheckSpec};
 use crate::config::{ConfigError, Via};
 use crate::lease::Leases;
+use crate::report::RunReport;
 use crate::runner::{run, RunOptions};
 
 /// What a test check does when it runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Behaviour {
     Pass,
     Blocked,
     Panic,
     /// Never finishes on its own (only something from outside ends it).
     Hang,
+    /// Like `Hang`, and says when it has started.
+    HangAndSay(Arc<tokio::sync::Notify>),
 }
 
 #[derive(Debug)]
@@ -29,12 +34,12 @@ impl Check for TestCheck {
     }
 
     fn needs(&self, _via: Via) -> State {
-        State::Off
+        State::LinuxConsole
     }
 
     fn run<'a>(&'a self, _ctx: &'a mut CheckCtx<'_>) -> CheckFuture<'a> {
         Box::pin(async move {
-            match self.0 {
+            match &self.0 {
                 Behaviour::Pass => Ok(CheckOutput {
                     outcome: Some(Outcome::Pass),
                     message: "fine".into(),
@@ -47,6 +52,11 @@ impl Check for TestCheck {
                 }),
                 Behaviour::Panic => panic!("parser bug: index 3 out of range"),
                 Behaviour::Hang => {
+                    std::future::pending::<()>().await;
+                    unreachable!()
+                }
+                Behaviour::HangAndSay(started) => {
+                    started.notify_one();
                     std::future::pending::<()>().await;
                     unreachable!()
                 }
@@ -67,78 +77,61 @@ fn spec(name: &str, b: Behaviour, timeout_s: u64) -> CheckSpec {
 }
 
 struct Lab {
-    dir: tempfile::TempDir,
-    power_log: PathBuf,
+    /// The fake board's file and its temp dir (which also holds leases and reports).
+    fake: crate::fake_board::tests::TestBoard,
 }
 
 impl Lab {
-    fn new() -> Lab {
-        let dir = tempfile::tempdir().unwrap();
-        let power_log = dir.path().join("power.log");
-        Lab { dir, power_log }
+    /// The fake board (U-Boot, TFTP boot and a Linux shell played by hil itself, ready in
+    /// milliseconds) with this lease TTL, and no SSH: the test checks need only the console.
+    fn new(lease_ttl_s: u64) -> Lab {
+        let fake = crate::fake_board::tests::test_board("", |t| {
+            let (head, rest) = t.split_once("[ssh]").unwrap();
+            let (_, fake) = rest.split_once("[fake]").unwrap();
+            let fake = fake.replace("ssh_host_key = ", "# ssh_host_key = ");
+            format!("{head}[fake]{fake}\n[lease]\nttl_s = {lease_ttl_s}\n")
+        });
+        Lab { fake }
     }
 
-    /// A board powered by commands that append `on`/`off` to the power log.
-    fn board(&self, lease_ttl_s: u64) -> BoardPlan {
-        let p = self.dir.path().join("bench.toml");
-        let log = self.power_log.display();
-        std::fs::write(
-            &p,
-            format!(
-                r##"name = "bench"
-soc = "rk3588"
-[console]
-device = "/dev/null"
-baud = 115200
-[power]
-backend = "command"
-on = "echo on >> {log}"
-off = "echo off >> {log}"
-timeout_s = 5
-[lease]
-ttl_s = {lease_ttl_s}
-[bootloader]
-kind = "u-boot"
-prompt = "=> "
-autoboot = "Hit any key"
-interrupt = " "
-timeout_s = 10
-command_timeout_s = 10
-boot_command = "booti"
-[linux]
-bootargs = ""
-prompt = "# $"
-boot_timeout_s = 10
-shell_timeout_s = 5
-"##
-            ),
-        )
-        .unwrap();
-        let board = Board::load(&p).unwrap();
-        BoardPlan { path: p, board }
+    fn board(&self) -> BoardPlan {
+        BoardPlan {
+            path: self.fake.path.clone(),
+            board: self.fake.board.clone(),
+        }
     }
 
     fn leases(&self) -> Leases {
         Leases {
-            dir: self.dir.path().join("leases"),
+            dir: self.dir().join("leases"),
         }
     }
 
-    fn power_log(&self) -> String {
-        std::fs::read_to_string(&self.power_log).unwrap_or_default()
+    /// The board's console log of the run, where hil marks each power-off it makes.
+    fn console_log(&self) -> String {
+        let p = self.dir().join("report/boards/fake-unit/console.log");
+        String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned()
     }
 
-    async fn run(&self, checks: Vec<CheckSpec>, deadline_s: Option<u64>, ttl: u64) -> RunReport {
-        let out = self.dir.path().join("report");
+    fn power_offs(&self) -> usize {
+        self.console_log().matches("### hil: power off").count()
+    }
+
+    fn dir(&self) -> &Path {
+        self.fake.dir.path()
+    }
+
+    async fn run(&self, checks: Vec<CheckSpec>, deadline_s: Option<u64>) -> RunReport {
+        let out = self.dir().join("report");
         run(RunOptions {
             suite: Suite {
-                path: self.dir.path().join("suite.toml"),
+                path: self.dir().join("suite.toml"),
                 name: "engine".into(),
                 description: String::new(),
                 deadline: deadline_s.map(Duration::from_secs),
                 checks,
             },
-            boards: vec![self.board(ttl)],
+            boards: vec![self.board()],
             out,
             run_id: "engine-test".into(),
             progress: false,
@@ -152,7 +145,7 @@ shell_timeout_s = 5
 
     /// results.json as written, parsed back into the report type.
     fn written(&self) -> RunReport {
-        let text = std::fs::read_to_string(self.dir.path().join("report/results.json")).unwrap();
+        let text = std::fs::read_to_string(self.dir().join("report/results.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     }
 }
@@ -164,11 +157,9 @@ fn outcome_of<'a>(r: &'a RunReport, name: &str) -> &'a CaseReport {
         .unwrap_or_else(|| panic!("no case {name} in {r:#?}"))
 }
 
-use crate::report::RunReport;
-
 #[tokio::test]
 async fn a_panic_inside_a_check_still_powers_the_board_off_and_leaves_valid_reports() {
-    let lab = Lab::new();
+    let lab = Lab::new(60);
     let r = lab
         .run(
             vec![
@@ -176,17 +167,17 @@ async fn a_panic_inside_a_check_still_powers_the_board_off_and_leaves_valid_repo
                 spec("after", Behaviour::Pass, 5),
             ],
             None,
-            60,
         )
         .await;
     let c = outcome_of(&r, "parse");
     assert_eq!(c.outcome, Outcome::HarnessError, "{c:?}");
     assert!(c.message.contains("parser bug: index 3"), "{}", c.message);
-    // The board is powered off again (it was reset after the panic, and at teardown), the
-    // next check still ran, and the lease was given back.
-    assert!(lab.power_log().contains("off"), "{}", lab.power_log());
+    // The board is powered off twice (reset after the panic, so the next check gets a fresh
+    // boot, and at teardown), the next check still ran, and the lease was given back.
+    assert_eq!(lab.power_offs(), 2, "{}", lab.console_log());
+    assert_eq!(outcome_of(&r, "boot").outcome, Outcome::Pass);
     assert_eq!(outcome_of(&r, "after").outcome, Outcome::Pass);
-    assert!(lab.leases().read("bench").is_none());
+    assert!(lab.leases().read("fake-unit").is_none());
     // The reports on disk are complete and say the same.
     let w = lab.written();
     assert!(w.complete);
@@ -196,18 +187,20 @@ async fn a_panic_inside_a_check_still_powers_the_board_off_and_leaves_valid_repo
 
 #[tokio::test]
 async fn a_lease_taken_over_during_a_check_cancels_it_and_the_loser_never_powers_off() {
-    let lab = Lab::new();
+    let lab = Lab::new(1);
     let leases = lab.leases();
-    // Someone takes the board over half a second into the hanging check (as after an
-    // expiry); the holder's next heartbeat (every quarter of the 1 s TTL) finds it.
+    // Someone takes the board over once the hanging check runs on the booted board (as
+    // after an expiry); the holder's next heartbeat (every quarter of the 1 s TTL) finds it.
+    let started = Arc::new(tokio::sync::Notify::new());
+    let said = started.clone();
     let thief = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut rec = leases.read("bench").expect("the run holds the lease");
+        said.notified().await;
+        let mut rec = leases.read("fake-unit").expect("the run holds the lease");
         rec.owner.job = "nightly-9".into();
         rec.owner.pid = 1;
         rec.token += 1;
         std::fs::write(
-            leases.dir.join("bench.json"),
+            leases.dir.join("fake-unit.json"),
             serde_json::to_string(&rec).unwrap(),
         )
         .unwrap();
@@ -216,11 +209,10 @@ async fn a_lease_taken_over_during_a_check_cancels_it_and_the_loser_never_powers
     let r = lab
         .run(
             vec![
-                spec("long", Behaviour::Hang, 60),
+                spec("long", Behaviour::HangAndSay(started), 60),
                 spec("next", Behaviour::Pass, 5),
             ],
             None,
-            1,
         )
         .await;
     thief.await.unwrap();
@@ -238,14 +230,17 @@ async fn a_lease_taken_over_during_a_check_cancels_it_and_the_loser_never_powers
     let td = outcome_of(&r, "teardown");
     assert!(td.message.starts_with("not torn down"), "{}", td.message);
     // Never powered off by the loser, and the new holder's lease is left alone.
-    assert!(!lab.power_log().contains("off"), "{}", lab.power_log());
-    assert_eq!(lab.leases().read("bench").unwrap().owner.job, "nightly-9");
+    assert_eq!(lab.power_offs(), 0, "{}", lab.console_log());
+    assert_eq!(
+        lab.leases().read("fake-unit").unwrap().owner.job,
+        "nightly-9"
+    );
     assert_eq!(r.exit_code, Some(crate::outcome::exit::INFRASTRUCTURE));
 }
 
 #[tokio::test]
 async fn a_run_whose_every_check_is_blocked_tested_nothing() {
-    let lab = Lab::new();
+    let lab = Lab::new(60);
     let r = lab
         .run(
             vec![
@@ -253,7 +248,6 @@ async fn a_run_whose_every_check_is_blocked_tested_nothing() {
                 spec("b", Behaviour::Blocked, 5),
             ],
             None,
-            60,
         )
         .await;
     assert_eq!(outcome_of(&r, "boot").outcome, Outcome::Pass);
@@ -262,7 +256,7 @@ async fn a_run_whose_every_check_is_blocked_tested_nothing() {
 
 #[tokio::test]
 async fn the_job_deadline_ends_a_hanging_check_and_skips_the_rest() {
-    let lab = Lab::new();
+    let lab = Lab::new(60);
     let t = Instant::now();
     let r = lab
         .run(
@@ -271,7 +265,6 @@ async fn the_job_deadline_ends_a_hanging_check_and_skips_the_rest() {
                 spec("later", Behaviour::Pass, 5),
             ],
             Some(1),
-            60,
         )
         .await;
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
@@ -280,5 +273,5 @@ async fn the_job_deadline_ends_a_hanging_check_and_skips_the_rest() {
     assert!(c.message.contains("job deadline of 1 s"), "{}", c.message);
     assert_eq!(outcome_of(&r, "later").outcome, Outcome::Skipped);
     // Teardown ran: the board was powered off.
-    assert!(lab.power_log().contains("off"), "{}", lab.power_log());
+    assert_eq!(lab.power_offs(), 1, "{}", lab.console_log());
 }
