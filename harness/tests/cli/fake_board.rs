@@ -5,7 +5,7 @@
 //! emulated board live in faults.rs and lease.rs and use [`Fake`] too.
 
 use crate::common::*;
-use crate::sim::{case, junit_consumer, read_json, spawn_hil, wait_exit};
+use crate::sim::{case, junit_consumer, read_json, spawn_hil, wait_exit, wait_for_file_text};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -177,7 +177,13 @@ fn a_panic_fails_its_check_the_next_gets_a_fresh_boot_and_a_vanished_board_is_la
     let fake = Fake::new(|t| t);
     let out = fake.out("faults");
     let (mut g, rx) = fake.spawn(&suite("fake-faults"), &out, &[]);
+    let panic_seen = wait_for_file_text(
+        &out.join("boards/fake-board/console.log"),
+        "Kernel panic - not syncing",
+        LIMIT,
+    );
     let code = wait_exit(&mut g, LIMIT);
+    let said: Vec<(Instant, String)> = rx.try_iter().collect();
     let r = read_json(&out.join("results.json"));
     // A DUT failure wins over the lab trouble that came after it.
     assert_eq!(code, 1, "{r:#}");
@@ -208,11 +214,17 @@ fn a_panic_fails_its_check_the_next_gets_a_fresh_boot_and_a_vanished_board_is_la
         "{v}"
     );
     assert_eq!(case(&r, BOARD, "after")["outcome"], "skipped");
-    let said: Vec<String> = rx.try_iter().map(|(_, l)| l).collect();
+    // hil reports the failure as soon as the panic line is in the log (death patterns are
+    // matched on every chunk the console brings, not when the command ends).
+    let reported = said
+        .iter()
+        .find(|(_, l)| l.contains("panics") && l.contains("fail"))
+        .map(|(t, _)| *t)
+        .unwrap_or_else(|| panic!("hil reported the failing check: {said:#?}"));
+    let lag = reported.saturating_duration_since(panic_seen);
     assert!(
-        said.iter()
-            .any(|l| l.contains("panics") && l.contains("fail")),
-        "{said:#?}"
+        lag < Duration::from_secs(2),
+        "fail reported {lag:?} after the panic line"
     );
     let log = std::fs::read_to_string(out.join("boards/fake-board/console.log")).unwrap();
     let banners = log

@@ -2,8 +2,9 @@
 //! console.log, junit.xml and results.json are complete and valid. Faults of the real
 //! path (QEMU killed, sshd killed, a guest's kernel panic) run on the sim; those whose
 //! subject is hil's own logic (autoboot retry, TFTP, check retries) on the fake board.
-//! (QEMU killed mid-check and a board kernel panic are in sim.rs; the console transport
-//! closed and reopened is in its own test.)
+//! (A board that vanishes mid-check and a board kernel panic, with the fresh boot that
+//! follows it, are engine logic: fake_board.rs. The console transport closed and reopened
+//! is in its own test.)
 
 use crate::common::*;
 use crate::fake_board::{suite, Fake, BOARD};
@@ -59,7 +60,14 @@ fn qemu_killed_mid_boot_is_an_infrastructure_error() {
         BOOT_LIMIT,
     );
     crate::sim::kill_board_qemu(&board_dir);
+    let killed = Instant::now();
     let code = wait_exit(&mut g, Duration::from_secs(60));
+    let took = killed.elapsed();
+    // The console's end (the pty closed) is seen at once, not at the boot time-out.
+    assert!(
+        took < Duration::from_secs(10),
+        "run ended {took:?} after the kill"
+    );
     assert_eq!(code, 3);
     let r = read_json(&out.join("results.json"));
     let boot = case(&r, "sim-rk3588", "boot");
@@ -89,7 +97,7 @@ fn sshd_killed_mid_command_ends_the_check_at_once() {
 }
 
 #[test]
-fn guest_kernel_panic_fails_the_check_and_the_board_is_booted_again() {
+fn guest_kernel_panic_fails_the_check_naming_the_panic() {
     let _l = lock();
     let out = out_dir("guest-panic");
     let suite = data("suites/guest-panic.toml");
@@ -108,14 +116,8 @@ fn guest_kernel_panic_fails_the_check_and_the_board_is_booted_again() {
         c["duration_s"].as_f64().unwrap() < 50.0,
         "ended by the panic: {c}"
     );
-    assert_eq!(case(&r, "sim-rk3588", "board-after")["outcome"], "pass");
     assert_eq!(code, 1);
-    assert_reports_complete(
-        &out,
-        "sim-rk3588",
-        1,
-        &["guest-boot", "guest-crash", "board-after"],
-    );
+    assert_reports_complete(&out, "sim-rk3588", 1, &["guest-boot", "guest-crash"]);
     let guest_log =
         std::fs::read_to_string(out.join("boards/sim-rk3588/guest-console.log")).unwrap();
     assert!(

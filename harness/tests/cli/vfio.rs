@@ -125,14 +125,28 @@ fn interrupt_during_the_guest_restores_drivers() {
     assert_restored(&board_dir);
 }
 
+/// suites/rk3588-vfio.toml as shipped, followed by the corrupted read-back check of
+/// tests/data/suites/nvme-corrupt.toml: both on one board and guest boot.
+fn vfio_suite_then_corruption(out: &Path) -> PathBuf {
+    let shipped = std::fs::read_to_string(repo().join("suites/rk3588-vfio.toml")).unwrap();
+    let corrupt = std::fs::read_to_string(data("suites/nvme-corrupt.toml")).unwrap();
+    let check = &corrupt[corrupt.find("[[check]]").expect("a check")..];
+    std::fs::create_dir_all(out).unwrap();
+    let p = out.join("rk3588-vfio-then-corruption.toml");
+    std::fs::write(&p, format!("{shipped}\n{check}timeout_s = 300\n")).unwrap();
+    p
+}
+
 #[test]
-fn rk3588_vfio_suite_passes_with_figures_and_restores_drivers() {
+fn rk3588_vfio_suite_passes_with_figures_then_a_corrupted_readback_fails_and_drivers_are_restored()
+{
     let _l = lock();
     let out = out_dir("vfio");
+    let suite = vfio_suite_then_corruption(&out_dir("vfio-suite"));
     let (mut g, _rx) = spawn_hil(
         &[
             "run",
-            "suites/rk3588-vfio.toml",
+            suite.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
         ],
@@ -140,12 +154,20 @@ fn rk3588_vfio_suite_passes_with_figures_and_restores_drivers() {
     );
     let code = wait_exit(&mut g, BOOT_LIMIT);
     let results = read_json(&out.join("results.json"));
-    assert_eq!(code, 0, "{results:#}");
-    for name in ["boot", "preflight", "bind", "guest-boot", "ping", "nvme-io"] {
+    // Every check of the shipped suite passes.
+    for name in [
+        "boot",
+        "preflight",
+        "bind",
+        "guest-boot",
+        "guest-sees-devices",
+        "ping",
+        "nvme-io",
+    ] {
         assert_eq!(
             case(&results, "sim-rk3588", name)["outcome"],
             "pass",
-            "{name}"
+            "{name}: {results:#}"
         );
     }
     let ping = &case(&results, "sim-rk3588", "ping")["figures"];
@@ -156,6 +178,18 @@ fn rk3588_vfio_suite_passes_with_figures_and_restores_drivers() {
         io["write_mb_s"].as_f64().unwrap() > 0.0 && io["read_mb_s"].as_f64().unwrap() > 0.0,
         "{io}"
     );
+    // Then the data is changed behind the check's back between write and read-back: the
+    // DUT returned other data, so `fail` (not an error), and the run exits 1.
+    let c = case(&results, "sim-rk3588", "nvme-io-corrupted");
+    assert_eq!(c["outcome"], "fail", "{c}");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("differs from what was written"),
+        "{c}"
+    );
+    assert_eq!(code, 1, "{results:#}");
     let board_dir = out.join("boards/sim-rk3588");
     let after_bind = drivers(&board_dir.join("artifacts/pci-after-bind.txt"));
     assert_eq!(
@@ -169,35 +203,6 @@ fn rk3588_vfio_suite_passes_with_figures_and_restores_drivers() {
     assert_restored(&board_dir);
     let gc = std::fs::read_to_string(board_dir.join("guest-console.log")).unwrap();
     assert!(gc.contains("hil: guest ready"), "guest console logged");
-}
-
-#[test]
-fn corrupted_readback_fails_the_nvme_check_and_restores_drivers() {
-    let _l = lock();
-    let out = out_dir("nvme-corrupt");
-    let suite = data("suites/nvme-corrupt.toml");
-    let (mut g, _rx) = spawn_hil(
-        &[
-            "run",
-            suite.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
-    let code = wait_exit(&mut g, BOOT_LIMIT);
-    let results = read_json(&out.join("results.json"));
-    let c = case(&results, "sim-rk3588", "nvme-io-corrupted");
-    assert_eq!(c["outcome"], "fail", "{c}");
-    assert!(
-        c["message"]
-            .as_str()
-            .unwrap()
-            .contains("differs from what was written"),
-        "{c}"
-    );
-    assert_eq!(code, 1);
-    assert_restored(&out.join("boards/sim-rk3588"));
 }
 
 #[test]
