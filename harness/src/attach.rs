@@ -44,7 +44,7 @@ pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
     let (board, log_dir, device) = if board.simulated {
         let (b, dir) = crate::lab_ctl::sim_board(path, board).await?;
         if let Some(st) = crate::lab_ctl::running(&dir) {
-            let console = open(&b, &st.pty, &dir)?;
+            let console = open(&b, &st.pty, &dir).await?;
             let rx = console.subscribe();
             let t =
                 std::time::Duration::from_secs(b.qemu.as_ref().map_or(30, |q| q.start_timeout_s));
@@ -70,7 +70,7 @@ pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
         let dev = board.console.device.clone();
         (board.clone(), PathBuf::from("reports").join("console"), dev)
     };
-    let console = open(&board, &device, &log_dir)?;
+    let console = open(&board, &device, &log_dir).await?;
     // Subscribed before power-on: the terminal shows the board from its first byte.
     let rx = console.subscribe();
     if let Some(p) = power.as_mut() {
@@ -83,7 +83,7 @@ pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
     code
 }
 
-fn open(board: &Board, device: &str, log_dir: &std::path::Path) -> anyhow::Result<Console> {
+async fn open(board: &Board, device: &str, log_dir: &std::path::Path) -> anyhow::Result<Console> {
     let log = log_dir.join(format!("console-{}.log", board.name));
     // The board's own device path is reopened after a USB re-enumeration; a pty that
     // QEMU made for this session dies with QEMU.
@@ -92,13 +92,14 @@ fn open(board: &Board, device: &str, log_dir: &std::path::Path) -> anyhow::Resul
     } else {
         None
     };
-    let c = Console::open(
+    let c = Console::open_device(
         device,
         board.console.baud,
         reopen,
         &log,
         &format!("hil console {}", board.name),
-    )?;
+    )
+    .await?;
     eprintln!(
         "hil: console of {} on {device} (log {}); Ctrl-] quits",
         board.name,

@@ -140,13 +140,14 @@ impl BoardSession {
             Some(pty) => (pty, None),
             None => (b.console.device.clone(), b.console.reopen_within()),
         };
-        let console = Console::open(
+        let console = Console::open_device(
             &device,
             b.console.baud,
             reopen,
             &self.run_dir.join("console.log"),
             &format!("board {}", b.name),
         )
+        .await
         .map_err(|e| StepError::Infra(format!("console {device}: {e}")))?;
         let mut exp = Expecter::new(console.subscribe(), vec![]);
         console.mark(format!("power on (console {device})"));

@@ -120,14 +120,145 @@ pub struct GuestCfg {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleCfg {
-    /// `qemu` (the pty the QEMU power backend reports) or a serial device path; use
-    /// `/dev/serial/by-id/...` or by-path, never `ttyUSBn` (it moves on re-enumeration).
+    /// `qemu` (the pty the QEMU power backend reports), a serial device path (use
+    /// `/dev/serial/by-id/...` or by-path, never `ttyUSBn`: it moves on re-enumeration),
+    /// or a network console `rfc2217://`, `telnet://`, `tcp://HOST:PORT` ([`ConsoleDevice`]).
     pub device: String,
     pub baud: u32,
     /// A device-path console whose transport vanishes (USB re-enumeration) is reopened if
-    /// the same path comes back within this many seconds; 0 closes it at once. Default
+    /// the same path comes back within this many seconds, a network console reconnected
+    /// if its address accepts again in that time; 0 closes it at once. Default
     /// [`DEFAULT_REOPEN_TIMEOUT_S`]. Not for `qemu`: that pty dies with QEMU.
     pub reopen_timeout_s: Option<u64>,
+}
+
+/// What `console.device` names, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleDevice {
+    /// The pty the QEMU power backend makes.
+    Qemu,
+    /// The pty the fake board makes.
+    Fake,
+    /// A local serial device (or pty) path.
+    Path(String),
+    /// A console exported over the network (ser2net and the like).
+    Net(NetConsole),
+}
+
+/// How a network console speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetProto {
+    /// Telnet with RFC 2217 COM-PORT-OPTION: hil sets the line to `console.baud` 8N1.
+    Rfc2217,
+    /// Telnet: the exporter's own line settings.
+    Telnet,
+    /// Raw TCP: bytes as they are, no negotiation.
+    Tcp,
+}
+
+impl NetProto {
+    pub fn scheme(self) -> &'static str {
+        match self {
+            NetProto::Rfc2217 => "rfc2217",
+            NetProto::Telnet => "telnet",
+            NetProto::Tcp => "tcp",
+        }
+    }
+}
+
+/// `SCHEME://HOST:PORT`. The host is an IP address or a name (resolved at connect time);
+/// an IPv6 address is written in brackets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConsole {
+    pub proto: NetProto,
+    pub host: String,
+    pub port: u16,
+}
+
+impl NetConsole {
+    /// `HOST:PORT` as a socket address is written (`[::1]:3000` for IPv6).
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for NetConsole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.proto.scheme(), self.addr())
+    }
+}
+
+const URL_FORMS: &str = "rfc2217://HOST:PORT, telnet://HOST:PORT or tcp://HOST:PORT";
+
+impl ConsoleDevice {
+    /// Parses a `console.device` value; the error says what to write instead.
+    pub fn parse(d: &str) -> Result<ConsoleDevice, String> {
+        match d {
+            "qemu" => return Ok(ConsoleDevice::Qemu),
+            "fake" => return Ok(ConsoleDevice::Fake),
+            _ => {}
+        }
+        let Some((scheme, rest)) = d.split_once("://") else {
+            return Ok(ConsoleDevice::Path(d.to_string()));
+        };
+        let proto = match scheme {
+            "rfc2217" => NetProto::Rfc2217,
+            "telnet" => NetProto::Telnet,
+            "tcp" => NetProto::Tcp,
+            _ => {
+                return Err(format!(
+                    "is \"{d}\", a URL with the unknown scheme \"{scheme}\"; expected {URL_FORMS} (rfc2217 for a ser2net port in telnet(rfc2217) mode), or a device path"
+                ))
+            }
+        };
+        let example = format!("{scheme}://192.0.2.10:3001");
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let Some((h, p)) = v6.split_once(']') else {
+                return Err(format!("is \"{d}\"; an IPv6 address needs its closing bracket: expected {scheme}://[ADDR]:PORT"));
+            };
+            if h.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!(
+                    "is \"{d}\"; \"{h}\" in brackets is not an IPv6 address"
+                ));
+            }
+            (h, p.strip_prefix(':'))
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!(
+                "is \"{d}\" with no host; expected {scheme}://HOST:PORT, e.g. {example}"
+            ));
+        }
+        let host_ok = host.contains(':')
+            || host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
+        if !host_ok {
+            return Err(format!("is \"{d}\"; \"{host}\" is not a host name or IP address (no path, user or options after the port): expected {scheme}://HOST:PORT, e.g. {example}"));
+        }
+        let Some(port) = port.filter(|p| !p.is_empty()) else {
+            return Err(format!("is \"{d}\" with no port; expected {scheme}://HOST:PORT with the exporter's TCP port (ser2net's accepter port), e.g. {example}"));
+        };
+        let port = match port.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => {
+                return Err(format!("is \"{d}\"; the port \"{port}\" is not a TCP port: expected 1 to 65535 (nothing may follow it), e.g. {example}"))
+            }
+        };
+        Ok(ConsoleDevice::Net(NetConsole {
+            proto,
+            host: host.to_string(),
+            port,
+        }))
+    }
 }
 
 /// A USB-serial adapter re-enumerates in a few seconds; a hub reset can take longer.
@@ -140,6 +271,13 @@ const REOPEN_RANGE: SecsRange = SecsRange {
 };
 
 impl ConsoleCfg {
+    /// `device`, parsed (validation has refused a value that does not parse; an
+    /// unparsable one counts as a path here and fails to open under its own name).
+    pub fn target(&self) -> ConsoleDevice {
+        ConsoleDevice::parse(&self.device)
+            .unwrap_or_else(|_| ConsoleDevice::Path(self.device.clone()))
+    }
+
     /// How long a lost transport may stay away before the console counts as closed;
     /// `None` for a console that is never reopened (the QEMU pty).
     pub fn reopen_within(&self) -> Option<std::time::Duration> {
@@ -278,12 +416,18 @@ impl ConsoleCfg {
         self.validate_reopen(v);
     }
 
-    /// `qemu`, or an absolute path that stays the same across USB re-enumeration.
+    /// `qemu`, `fake`, a network URL, or an absolute path that stays the same across USB
+    /// re-enumeration.
     fn validate_device(&self, v: &mut Validation) {
         let d = &self.device;
+        match ConsoleDevice::parse(d) {
+            Err(m) => return v.err("console.device", m),
+            Ok(ConsoleDevice::Net(_)) => return,
+            Ok(_) => {}
+        }
         // A leading placeholder ({run_dir}, {board_dir}) expands to an absolute path.
         if d != "qemu" && d != "fake" && !d.starts_with('/') && !d.starts_with('{') {
-            v.err("console.device", format!("is \"{d}\"; expected \"qemu\", \"fake\" or an absolute device path such as /dev/serial/by-id/..."));
+            v.err("console.device", format!("is \"{d}\"; expected \"qemu\", \"fake\", an absolute device path such as /dev/serial/by-id/... or a network console ({URL_FORMS})"));
         }
         if d.starts_with("/dev/ttyUSB") || d.starts_with("/dev/ttyACM") {
             v.err("console.device", format!("is \"{d}\", a name that changes when USB re-enumerates; expected a /dev/serial/by-id/ or /dev/serial/by-path/ link"));
@@ -957,6 +1101,74 @@ args = ["-chardev", "socket,id=c,path={run_dir}/c.sock,reconnect=1", "-serial", 
         // relative paths are still refused; a leading placeholder is not relative
         let e = board("device = \"console-tty\"\nbaud = 115200", MANUAL).unwrap_err();
         assert!(e.contains("absolute device path"), "{e}");
+    }
+
+    #[test]
+    fn network_console_urls_parse_into_their_transport() {
+        let net = |proto, host: &str, port| {
+            ConsoleDevice::Net(NetConsole {
+                proto,
+                host: host.into(),
+                port,
+            })
+        };
+        let cases = [
+            (
+                "rfc2217://127.0.0.1:3001",
+                net(NetProto::Rfc2217, "127.0.0.1", 3001),
+            ),
+            (
+                "telnet://lab-exporter.local:2000",
+                net(NetProto::Telnet, "lab-exporter.local", 2000),
+            ),
+            ("tcp://[::1]:4000", net(NetProto::Tcp, "::1", 4000)),
+            ("qemu", ConsoleDevice::Qemu),
+            ("fake", ConsoleDevice::Fake),
+            (
+                "/dev/serial/by-id/x",
+                ConsoleDevice::Path("/dev/serial/by-id/x".into()),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(ConsoleDevice::parse(text), Ok(want), "{text}");
+        }
+        let ConsoleDevice::Net(n) = ConsoleDevice::parse("tcp://[::1]:4000").unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(n.to_string(), "tcp://[::1]:4000");
+        let b = board(
+            "device = \"rfc2217://127.0.0.1:3001\"\nbaud = 115200\nreopen_timeout_s = 7",
+            MANUAL,
+        )
+        .unwrap();
+        assert_eq!(
+            b.console.target(),
+            net(NetProto::Rfc2217, "127.0.0.1", 3001)
+        );
+        assert_eq!(b.console.reopen_within().unwrap().as_secs(), 7);
+    }
+
+    #[test]
+    fn bad_console_urls_name_file_key_and_fix() {
+        let cases = [
+            ("rfc2217://127.0.0.1", "with no port; expected rfc2217://HOST:PORT"),
+            ("telnet://127.0.0.1:", "with no port"),
+            ("ssh://127.0.0.1:22", "unknown scheme \"ssh\"; expected rfc2217://HOST:PORT, telnet://HOST:PORT or tcp://HOST:PORT"),
+            ("tcp://:3000", "with no host"),
+            ("tcp://127.0.0.1:99999", "the port \"99999\" is not a TCP port"),
+            ("tcp://127.0.0.1:0", "the port \"0\" is not a TCP port"),
+            ("rfc2217://127.0.0.1:3001/ttyS0", "the port \"3001/ttyS0\" is not a TCP port"),
+            ("rfc2217://user@host:3001", "is not a host name or IP address"),
+            ("tcp://[::1:3000", "closing bracket"),
+        ];
+        for (dev, want) in cases {
+            let e = board(&format!("device = \"{dev}\"\nbaud = 115200"), MANUAL).unwrap_err();
+            assert!(
+                e.contains("b.toml") && e.contains("key `console.device`") && e.contains(want),
+                "{dev}: {e}"
+            );
+            assert_eq!(e.lines().count(), 1, "one error per mistake: {e}");
+        }
     }
 
     /// The keys of every error of a manual-power board after `edit`.

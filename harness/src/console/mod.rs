@@ -4,15 +4,18 @@
 //!
 //! A console opened from a device path survives its transport going away (a USB-serial
 //! adapter re-enumerating): the broker waits for the same path to come back, reopens it and
-//! logs the gap (see [`reopen`]). Subscribers see one uninterrupted stream; only when the
-//! path stays away past the board's limit does the console close.
+//! logs the gap (see [`reopen`]). A network console (`rfc2217://`, `telnet://`, `tcp://`)
+//! is reconnected to its address the same way. Subscribers see one uninterrupted stream;
+//! only when the path stays away past the board's limit does the console close.
 
 pub mod log;
 pub mod reopen;
+pub mod telnet;
 pub mod transport;
 
+use crate::config::board::ConsoleDevice;
 use log::ConsoleLog;
-use reopen::{HeldInput, Reopen};
+use reopen::{HeldInput, Reopen, Target};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,6 +58,7 @@ pub struct Console {
 enum Input {
     Bytes(Vec<u8>),
     Mark(String),
+    Break,
 }
 
 impl Console {
@@ -71,7 +75,33 @@ impl Console {
         let transport = Transport::open_serial(device, baud)?;
         let log = ConsoleLog::create(log_path, title)?;
         let reopen = reopen_within.map(|within| Reopen {
-            path: device.to_string(),
+            target: Target::Serial(device.to_string()),
+            baud,
+            within,
+        });
+        Ok(Self::start(transport, reopen, log))
+    }
+
+    /// Opens a `console.device` value: a network console URL is connected to (and, for
+    /// telnet, negotiated with) within [`transport::CONNECT_TIMEOUT`]; anything else is
+    /// opened as a device path, as by [`Console::open`]. With `reopen_within`, a lost
+    /// transport is reopened or reconnected.
+    pub async fn open_device(
+        device: &str,
+        baud: u32,
+        reopen_within: Option<Duration>,
+        log_path: &Path,
+        title: &str,
+    ) -> std::io::Result<Console> {
+        let ConsoleDevice::Net(net) = ConsoleDevice::parse(device)
+            .unwrap_or_else(|_| ConsoleDevice::Path(device.to_string()))
+        else {
+            return Self::open(device, baud, reopen_within, log_path, title);
+        };
+        let transport = Transport::connect(&net, baud, transport::CONNECT_TIMEOUT).await?;
+        let log = ConsoleLog::create(log_path, title)?;
+        let reopen = reopen_within.map(|within| Reopen {
+            target: Target::Net(net),
             baud,
             within,
         });
@@ -122,6 +152,12 @@ impl Console {
     /// bytes are held and sent after it is back; the log says so.
     pub fn send(&self, data: impl Into<Vec<u8>>) {
         let _ = self.input.send(Input::Bytes(data.into()));
+    }
+
+    /// Sends a break (magic SysRq: a break, then the key within 5 s). A transport that
+    /// cannot (raw `tcp://`, a stream) or is away notes so in the log instead.
+    pub fn send_break(&self) {
+        let _ = self.input.send(Input::Break);
     }
 
     /// Writes a hil marker line into the console log (power events, gaps).
@@ -180,7 +216,7 @@ async fn broker(
         let note = format!(
             "console transport lost ({lost}); waiting up to {} s for {} to come back",
             ro.within.as_secs(),
-            ro.path
+            ro.target
         );
         let _ = log.mark(&note);
         shared.publish(Event::Notice(note));
@@ -189,9 +225,10 @@ async fn broker(
                 transport = t;
                 shared.gaps.fetch_add(1, Ordering::Relaxed);
                 let note = format!(
-                    "console gap: {:.1} s without transport ({} reopened; what the board printed meanwhile is lost)",
+                    "console gap: {:.1} s without transport ({} {}; what the board printed meanwhile is lost)",
                     gap.as_secs_f64(),
-                    ro.path
+                    ro.target,
+                    ro.target.back()
                 );
                 let _ = log.mark(&note);
                 shared.publish(Event::Notice(note));
@@ -200,7 +237,7 @@ async fn broker(
             Err(reopen::GaveUp::Timeout(last)) => {
                 break format!(
                     "console closed ({lost}; {} did not come back within {} s: {last})",
-                    ro.path,
+                    ro.target,
                     ro.within.as_secs()
                 )
             }
@@ -215,6 +252,9 @@ async fn broker(
                 let _ = log.mark(&m);
             }
             Input::Bytes(data) => held.hold(&data),
+            Input::Break => {
+                let _ = log.mark("break not sent: the console closed");
+            }
         }
     }
     held.abandon(&mut log);
@@ -284,6 +324,15 @@ async fn pump(
                     }
                 }
                 Some(Input::Mark(m)) => { let _ = log.mark(&m); }
+                Some(Input::Break) => match transport.send_break().await {
+                    Ok(()) => { let _ = log.mark("break sent"); }
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::Unsupported | std::io::ErrorKind::InvalidInput)
+                        || e.raw_os_error() == Some(libc::ENOTTY) =>
+                    {
+                        let _ = log.mark(&format!("break not sent: {e}"));
+                    }
+                    Err(e) => return Stop::Lost(format!("break failed: {e}")),
+                },
                 None => return Stop::Released,
             },
         }

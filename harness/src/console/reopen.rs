@@ -6,10 +6,14 @@
 //! the same settings and logs how long the console was blind. Input typed meanwhile is
 //! held (up to [`HELD_LIMIT`]) and sent once the transport is back; whatever could not be
 //! held, or was never sent, is named in the log rather than silently dropped.
+//!
+//! A network console (ser2net restarted, the exporter rebooted, a link dropped) is
+//! reconnected the same way: its address is tried until it accepts again.
 
 use super::log::ConsoleLog;
 use super::transport::Transport;
 use super::Input;
+use crate::config::board::NetConsole;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -23,9 +27,45 @@ pub const HELD_LIMIT: usize = 64 * 1024;
 /// Where and how to reopen, and for how long to try.
 #[derive(Debug, Clone)]
 pub struct Reopen {
-    pub path: String,
+    pub target: Target,
     pub baud: u32,
     pub within: Duration,
+}
+
+/// What a console is opened from.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A serial device path.
+    Serial(String),
+    /// A network console's URL.
+    Net(NetConsole),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Serial(p) => f.write_str(p),
+            Target::Net(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Target {
+    /// Opens (connects) once; a network console gets at most `within` for it.
+    pub async fn open(&self, baud: u32, within: Duration) -> std::io::Result<Transport> {
+        match self {
+            Target::Serial(p) => Transport::open_serial(p, baud),
+            Target::Net(n) => Transport::connect(n, baud, within).await,
+        }
+    }
+
+    /// "reopened" for a device, "reconnected" for an address.
+    pub fn back(&self) -> &'static str {
+        match self {
+            Target::Serial(_) => "reopened",
+            Target::Net(_) => "reconnected",
+        }
+    }
 }
 
 pub enum GaveUp {
@@ -51,7 +91,8 @@ impl Reopen {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    match Transport::open_serial(&self.path, self.baud) {
+                    let left = deadline.saturating_duration_since(Instant::now()).max(POLL);
+                    match self.target.open(self.baud, left).await {
                         Ok(t) => return Ok((t, start.elapsed())),
                         Err(e) if Instant::now() >= deadline => {
                             return Err(GaveUp::Timeout(e.to_string()))
@@ -62,6 +103,9 @@ impl Reopen {
                 msg = input.recv() => match msg {
                     Some(Input::Bytes(data)) => held.hold(&data),
                     Some(Input::Mark(m)) => { let _ = log.mark(&m); }
+                    Some(Input::Break) => {
+                        let _ = log.mark("break not sent: the console transport is away");
+                    }
                     None => return Err(GaveUp::Released),
                 },
             }

@@ -359,3 +359,273 @@ async fn a_streaming_burst_is_read_to_its_end_before_the_console_goes_quiet() {
 async fn a_canonical_tty_streaming_a_line_per_read_is_read_to_its_end() {
     bursts_each_read_to_their_end(true).await;
 }
+
+/// A ser2net 4 started for one test, on 127.0.0.1 with its own config file, in front of
+/// `device`; killed by its PID when dropped, also when the test fails.
+struct Ser2net {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+const SER2NET: &str = "ser2net";
+
+fn ser2net_installed() -> bool {
+    let found = std::process::Command::new(SER2NET)
+        .arg("-v")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        eprintln!("SKIPPED: ser2net is not installed (apt-get install ser2net); the network console test against a real ser2net did not run");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Ser2net {
+    /// `accepter` is `telnet(rfc2217)`, `telnet` or `tcp`.
+    fn start(accepter: &str, port: u16, device: &Path) -> Ser2net {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("ser2net.yaml");
+        let accepter = if accepter == "tcp" {
+            format!("tcp,127.0.0.1,{port}")
+        } else {
+            format!("{accepter},tcp,127.0.0.1,{port}")
+        };
+        std::fs::write(
+            &cfg,
+            format!(
+                "connection: &con0\n  accepter: {accepter}\n  connector: serialdev,{},115200n81,local\n  options:\n    kickolduser: true\n",
+                device.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(SER2NET)
+            .arg("-c")
+            .arg(&cfg)
+            .args(["-n", "-d", "-P"])
+            .arg(dir.path().join("pid"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Ready once the port accepts (a probe connection opens and closes the device).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "ser2net did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        Ser2net { child, _dir: dir }
+    }
+}
+
+impl Drop for Ser2net {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the PID of the child this guard spawned and has not reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Board output from `rx` until it ends with `end`, failing after 10 s.
+async fn received_until(rx: &mut mpsc::UnboundedReceiver<Event>, end: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !got.ends_with(end) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(Event::Data(d))) => got.extend_from_slice(&d),
+            Ok(Some(Event::Notice(_))) => {}
+            other => panic!("waiting for {end:?}, got {got:?} then {other:?}"),
+        }
+    }
+    got
+}
+
+/// Without RFC 2217 nothing says when ser2net has opened the device (what the board
+/// printed before is not forwarded): "ready" lines until one comes through.
+async fn wait_live(adapter: &mut Adapter, rx: &mut mpsc::UnboundedReceiver<Event>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while !got.windows(7).any(|w| w == b"ready\r\n") {
+        assert!(
+            Instant::now() < deadline,
+            "ser2net forwarded nothing: {got:?}"
+        );
+        adapter.master.write_all(b"ready\r\n").unwrap();
+        if let Ok(Some(Event::Data(d))) =
+            tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
+        {
+            got.extend_from_slice(&d);
+        }
+    }
+    // The rest of what was written meanwhile.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc2217_console_through_real_ser2net_passes_0xff_once_and_survives_a_restart() {
+    if !ser2net_installed() {
+        return;
+    }
+    let b = bench();
+    let mut adapter = Adapter::plug(&b.link);
+    let port = free_port();
+    let url = format!("rfc2217://127.0.0.1:{port}");
+    let server = Ser2net::start("telnet(rfc2217)", port, &b.link);
+    let console = Console::open_device(&url, 115_200, Some(Duration::from_secs(10)), &b.log, "net")
+        .await
+        .unwrap();
+    let mut rx = console.subscribe();
+
+    // 0xFF from the board arrives once (ser2net doubles it, the codec undoes that); the
+    // settings and notifications ser2net sends never show up as data.
+    adapter
+        .master
+        .write_all(b"U-Boot \xff\xfe\xff\xff end\r\n")
+        .unwrap();
+    let got = received_until(&mut rx, b"end\r\n").await;
+    assert_eq!(got, b"U-Boot \xff\xfe\xff\xff end\r\n");
+    // Typed 0xFF reaches the board once too.
+    console.send(b"typed\xff\r".to_vec());
+    let typed = tokio::task::spawn_blocking(move || {
+        let t = adapter.read_until(b"\r", Duration::from_secs(10));
+        (adapter, t)
+    });
+    let (mut adapter, typed) = typed.await.unwrap();
+    assert_eq!(typed, b"typed\xff\r");
+
+    // ser2net restarts: the broker reconnects and logs one gap.
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _server = Ser2net::start("telnet(rfc2217)", port, &b.link);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while console.gaps() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no reconnect: {}",
+            log_text(&b.log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    adapter.master.write_all(b"after \xff restart\r\n").unwrap();
+    let got = received_until(&mut rx, b"restart\r\n").await;
+    assert_eq!(got, b"after \xff restart\r\n");
+    assert_eq!(console.gaps(), 1);
+    assert_eq!(console.closed_reason(), None);
+
+    let log = std::fs::read(&b.log).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert_eq!(text.matches("### hil: console gap: ").count(), 1, "{text}");
+    assert!(
+        text.contains(&format!("s without transport ({url} reconnected;")),
+        "{text}"
+    );
+    let once = |needle: &[u8]| log.windows(needle.len()).filter(|w| *w == needle).count();
+    assert_eq!(once(b"U-Boot \xff\xfe\xff\xff end\r\n"), 1, "{text}");
+    assert_eq!(once(b"after \xff restart\r\n"), 1, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ser2net_without_rfc2217_is_refused_by_name_and_raw_tcp_passes_bytes_as_they_are() {
+    if !ser2net_installed() {
+        return;
+    }
+    let b = bench();
+    let mut adapter = Adapter::plug(&b.link);
+    let port = free_port();
+    let server = Ser2net::start("telnet", port, &b.link);
+    let url = format!("rfc2217://127.0.0.1:{port}");
+    let e = Console::open_device(&url, 115_200, None, &b.log, "net")
+        .await
+        .err()
+        .expect("plain telnet cannot set the line");
+    assert_eq!(
+        e.to_string(),
+        format!("ser2net at 127.0.0.1:{port} refused RFC 2217 COM-PORT-OPTION (44): is the port in telnet(rfc2217) mode?")
+    );
+    // The same port as plain telnet is fine.
+    let c = Console::open_device(
+        &format!("telnet://127.0.0.1:{port}"),
+        115_200,
+        None,
+        &b.log,
+        "net",
+    )
+    .await
+    .unwrap();
+    let mut rx = c.subscribe();
+    wait_live(&mut adapter, &mut rx).await;
+    adapter.master.write_all(b"telnet \xff\r\n").unwrap();
+    assert_eq!(received_until(&mut rx, b"\r\n").await, b"telnet \xff\r\n");
+    drop(c);
+    drop(server);
+
+    let port = free_port();
+    let _server = Ser2net::start("tcp", port, &b.link);
+    let c = Console::open_device(
+        &format!("tcp://127.0.0.1:{port}"),
+        115_200,
+        None,
+        &b.log,
+        "net",
+    )
+    .await
+    .unwrap();
+    let mut rx = c.subscribe();
+    wait_live(&mut adapter, &mut rx).await;
+    adapter.master.write_all(b"raw \xff\xff\r\n").unwrap();
+    assert_eq!(received_until(&mut rx, b"\r\n").await, b"raw \xff\xff\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_console_refused_past_the_limit_closes_naming_the_address() {
+    let b = bench();
+    let port = free_port();
+    // Nothing listens: the first connect fails at once, naming the address.
+    let url = format!("telnet://127.0.0.1:{port}");
+    let e = Console::open_device(&url, 115_200, None, &b.log, "net")
+        .await
+        .err()
+        .expect("nothing listens");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("cannot connect to 127.0.0.1:{port}: ")),
+        "{e}"
+    );
+    // A listener that accepts once, then goes away for good.
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let console = Console::open_device(&url, 115_200, Some(Duration::from_secs(1)), &b.log, "net")
+        .await
+        .unwrap();
+    let mut rx = console.subscribe();
+    let (s, _) = l.accept().unwrap();
+    drop(l);
+    drop(s);
+    let started = Instant::now();
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Some(Event::Closed(r))) => break r,
+            Ok(Some(_)) => {}
+            other => panic!("no close: {other:?}"),
+        }
+    };
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(
+        reason.contains(&format!("{url} did not come back within 1 s: cannot connect to 127.0.0.1:{port}: Connection refused")),
+        "{reason}"
+    );
+}
