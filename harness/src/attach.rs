@@ -17,30 +17,10 @@ const QUIT: u8 = 0x1d; // Ctrl-]
 
 pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
     let mut power: Option<Power> = None;
-    let leases = crate::lease::Leases::from_env();
     // A board that this user's `hil lab up` runs is already leased to them; any other board
     // is leased for as long as the console is attached, and a busy one is refused naming
     // its holder (a run drives it; typing into its console would break the run).
-    let up = leases
-        .read(&board.name)
-        .is_some_and(|rec| crate::lease::Leases::is_own_lab_up(&rec));
-    let _lease = if up {
-        None
-    } else {
-        let mut quiet = |_: &str| {};
-        let wait = crate::lease::Wait {
-            enabled: false,
-            poll: std::time::Duration::from_secs(1),
-            on_busy: &mut quiet,
-        };
-        let owner = crate::lease::Owner::this_process(&format!("console-{}", board.name));
-        let ttl = std::time::Duration::from_secs(board.lease.ttl_s);
-        Some(
-            crate::lease::Held::acquire(leases.clone(), &board.name, owner, ttl, wait)
-                .await?
-                .0,
-        )
-    };
+    let _lease = crate::verbs::take_lease(board, "console").await?;
     let (board, log_dir, device) = if board.simulated {
         let (b, dir) = crate::lab_ctl::sim_board(path, board).await?;
         if let Some(st) = crate::lab_ctl::running(&dir) {

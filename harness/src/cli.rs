@@ -47,6 +47,26 @@ enum Cmd {
     },
     /// Live console of a board: shows its output, passes typed input (Ctrl-] quits).
     Console { board: String },
+    /// Switch a board's power outside a run, under its lease (refused while someone else
+    /// holds it); `status` takes no lease and shows the holder. For pdudaemon "on" means
+    /// requested: pdudaemon only queues.
+    Power {
+        board: String,
+        #[arg(value_enum)]
+        action: crate::verbs::power::Action,
+    },
+    /// Run one command on a board over its [ssh] target (pinned host key) under its lease;
+    /// prints its output and exits with its status. Without COMMAND: prints the system
+    /// `ssh` command line for an interactive shell with the board's values and pinned key.
+    Ssh {
+        board: String,
+        /// Limit for the command, in seconds.
+        #[arg(long = "timeout-s", default_value_t = 60)]
+        timeout_s: u64,
+        /// The command and its arguments (joined with shell quoting).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Find the first bad kernel build: binary search over a builds manifest.
     Bisect(Box<crate::bisect::BisectArgs>),
     /// Run a lab's board × suite matrix, keep the history, report what changed.
@@ -149,6 +169,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .map(|_| exit::OK),
         },
         Cmd::Console { board } => crate::attach::console(&load_board(&board)?).await,
+        Cmd::Power { board, action } => {
+            crate::verbs::power::cli(&load_board(&board)?, action).await
+        }
+        Cmd::Ssh {
+            board,
+            timeout_s,
+            command,
+        } => {
+            let t = std::time::Duration::from_secs(timeout_s.max(1));
+            crate::verbs::ssh::cli(&load_board(&board)?, &command, t).await
+        }
         Cmd::Bisect(args) => crate::bisect::cli(*args).await,
         Cmd::Nightly(args) => crate::nightly::cli(args).await,
         Cmd::Checklist(args) => crate::checklist::cli(args).await,

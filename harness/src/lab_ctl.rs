@@ -47,6 +47,12 @@ pub fn running(board_dir: &Path) -> Option<UpState> {
     (unsafe { libc::kill(st.pid as i32, 0) } == 0).then_some(st)
 }
 
+/// The running `up` instance of the sim board named `board`, found without building the
+/// lab (its state lives in the board dir under hil's cache).
+pub fn up_state(board: &str) -> Option<UpState> {
+    running(&crate::lab::cache_root().join("boards").join(board))
+}
+
 pub async fn up((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
     let (board, dir) = sim_board(path, board).await?;
     if let Some(st) = running(&dir) {

@@ -37,4 +37,5 @@ pub mod ssh;
 pub mod stimulus;
 pub mod suite_run;
 pub mod text;
+pub mod verbs;
 pub mod vfio;

@@ -297,6 +297,8 @@ pub enum PowerBackend {
     Manual,
     /// The fake board in hil's library (tests of hil's own logic): config/fake.rs.
     Fake,
+    /// An outlet of a PDU that a pdudaemon serves over HTTP (power/pdudaemon.rs).
+    Pdudaemon,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,9 +309,31 @@ pub struct PowerCfg {
     pub on: Option<String>,
     pub off: Option<String>,
     pub cycle: Option<String>,
-    /// `command`: limit per command; `manual`: how long to wait for the operator.
+    /// `command`: limit per command; `manual`: how long to wait for the operator;
+    /// `pdudaemon`: limit per HTTP request.
     pub timeout_s: Option<u64>,
+    /// `pdudaemon`: where the daemon listens (a host name or an IP address) and its port.
+    pub host: Option<String>,
+    pub port: Option<u32>,
+    /// `pdudaemon`: the PDU's name in pdudaemon's configuration (its `pdus` table).
+    pub pdu: Option<String>,
+    /// `pdudaemon`: the board's outlet (port number) on that PDU, from 1.
+    pub outlet: Option<u32>,
+    /// `pdudaemon`: how long a cycle keeps the outlet off (pdudaemon's reboot delay).
+    pub cycle_delay_s: Option<u64>,
 }
+
+/// pdudaemon's own port.
+pub const PDUDAEMON_PORT: u16 = 16421;
+
+/// pdudaemon's own reboot delay when a request gives none.
+pub const PDUDAEMON_CYCLE_DELAY_S: u64 = 5;
+
+/// `power.cycle_delay_s`: an outlet off for longer than this is not a cycle but an outage.
+const CYCLE_DELAY_RANGE: SecsRange = SecsRange {
+    max: 600,
+    zero: None,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -460,6 +484,62 @@ impl PowerCfg {
     fn validate(&self, v: &mut Validation) {
         self.validate_commands(v);
         self.validate_timeout(v);
+        self.validate_pdudaemon(v);
+    }
+
+    /// `pdudaemon` needs where the daemon is and which outlet is the board's; other
+    /// backends would silently ignore these keys.
+    fn validate_pdudaemon(&self, v: &mut Validation) {
+        if self.backend != PowerBackend::Pdudaemon {
+            let set = [
+                ("power.host", self.host.is_some()),
+                ("power.port", self.port.is_some()),
+                ("power.pdu", self.pdu.is_some()),
+                ("power.outlet", self.outlet.is_some()),
+                ("power.cycle_delay_s", self.cycle_delay_s.is_some()),
+            ];
+            for (key, _) in set.iter().filter(|(_, s)| *s) {
+                v.err(*key, format!("is set but power.backend = \"{}\", which does not talk to pdudaemon: expected it only with backend = \"pdudaemon\"; remove it", self.backend.name()));
+            }
+            return;
+        }
+        match &self.host {
+            None => v.err("power.host", "is missing; expected the host pdudaemon listens on, such as \"127.0.0.1\" or \"pdu-host.lab\""),
+            Some(h) => {
+                if let Some(m) = host_problem(h) {
+                    v.err("power.host", m);
+                }
+            }
+        }
+        if let Some(p) = self.port {
+            if !(1..=65535).contains(&p) {
+                v.err("power.port", format!("is {p}; expected pdudaemon's TCP port, 1 to 65535 (its default is {PDUDAEMON_PORT}: leave the key out for that)"));
+            }
+        }
+        match &self.pdu {
+            None => v.err("power.pdu", "is missing; expected the PDU's name in pdudaemon's configuration (a key of its \"pdus\" table)"),
+            Some(p) => {
+                v.not_empty("power.pdu", p, "the PDU's name in pdudaemon's configuration (a key of its \"pdus\" table)");
+                if let Some((at, c)) = super::validate::control_char(p) {
+                    v.err("power.pdu", format!("contains {} at character {at}; expected the PDU's name as pdudaemon's configuration spells it", super::validate::describe_char(c)));
+                }
+            }
+        }
+        match self.outlet {
+            None => v.err("power.outlet", "is missing; expected the board's outlet number on the PDU, from 1"),
+            Some(0) => v.err("power.outlet", "is 0; expected the board's outlet number on the PDU, from 1 (PDUs count outlets from 1)"),
+            Some(_) => {}
+        }
+        if let Some(d) = self.cycle_delay_s {
+            v.secs("power.cycle_delay_s", d, CYCLE_DELAY_RANGE);
+        }
+    }
+
+    /// pdudaemon's port, its default when the board file gives none.
+    pub fn pdudaemon_port(&self) -> u16 {
+        self.port
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(PDUDAEMON_PORT)
     }
 
     /// `command` needs on and off; other backends run no commands, so the keys would be
@@ -496,6 +576,7 @@ impl PowerCfg {
         let what = match self.backend {
             PowerBackend::Command => "seconds allowed per power command",
             PowerBackend::Manual => "seconds to wait for the operator",
+            PowerBackend::Pdudaemon => "seconds allowed per request to pdudaemon",
             PowerBackend::Qemu | PowerBackend::Fake => return,
         };
         match self.timeout_s {
@@ -512,8 +593,30 @@ impl PowerBackend {
             PowerBackend::Command => "command",
             PowerBackend::Manual => "manual",
             PowerBackend::Fake => "fake",
+            PowerBackend::Pdudaemon => "pdudaemon",
         }
     }
+}
+
+/// Why `host` is not a literal IP address or a DNS name, or `None` if it is one. A URL, a
+/// `host:port` or a path would be sent as part of the host name and never connect.
+pub fn host_problem(host: &str) -> Option<String> {
+    let expected = "expected a host name or an IP address only, such as \"127.0.0.1\" or \"pdu-host.lab\" (no scheme, port or path: the port goes in power.port)";
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok) {
+        return None;
+    }
+    Some(format!("is {host:?}; {expected}"))
 }
 
 impl QemuCfg {
@@ -1281,6 +1384,59 @@ shell_timeout_s = 10
         assert_eq!(keys, ["power.off", "power.cycle"]);
         let keys = error_keys(|t| t.replace("baud = 115200", "baud = 12000001"));
         assert_eq!(keys, ["console.baud"]);
+    }
+
+    #[test]
+    fn pdudaemon_power_needs_its_address_and_outlet() {
+        let pdu = |keys: &str| {
+            let keys = keys.to_string();
+            move |t: String| {
+                t.replace(
+                    "backend = \"manual\"\ntimeout_s = 60",
+                    &format!("backend = \"pdudaemon\"\ntimeout_s = 10\n{keys}"),
+                )
+            }
+        };
+        let good = "host = \"pdu-host.lab\"\npdu = \"rack1\"\noutlet = 3";
+        assert_eq!(error_keys(pdu(good)), Vec::<String>::new());
+        assert_eq!(
+            error_keys(pdu(&format!("{good}\nport = 16999\ncycle_delay_s = 2"))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            error_keys(pdu("")),
+            ["power.host", "power.pdu", "power.outlet"]
+        );
+        assert_eq!(
+            error_keys(pdu(
+                "host = \"http://pdu:16421\"\npdu = \" \"\noutlet = 0\nport = 70000\ncycle_delay_s = 0"
+            )),
+            [
+                "power.host",
+                "power.port",
+                "power.pdu",
+                "power.outlet",
+                "power.cycle_delay_s"
+            ]
+        );
+        for host in ["127.0.0.1", "::1", "pdu", "pdu-host.lab."] {
+            assert_eq!(host_problem(host), None, "{host}");
+        }
+        for host in ["", "pdu:16421", "pdu/x", "-pdu", "pdu..lab", "pdu host"] {
+            let m = host_problem(host).unwrap_or_else(|| panic!("{host:?} accepted"));
+            assert!(m.contains("no scheme, port or path"), "{m}");
+        }
+        // the keys mean nothing to another backend
+        let keys = error_keys(|t| t.replace("timeout_s = 60", "timeout_s = 60\noutlet = 2"));
+        assert_eq!(keys, ["power.outlet"]);
+        // a missing time-out is named like the command backend's
+        let keys = error_keys(|t| {
+            t.replace(
+                "backend = \"manual\"\ntimeout_s = 60",
+                &format!("backend = \"pdudaemon\"\n{good}"),
+            )
+        });
+        assert_eq!(keys, ["power.timeout_s"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod command;
 pub mod fake;
 pub mod manual;
+pub mod pdudaemon;
 pub mod qemu;
 
 use crate::config::board::{Board, PowerBackend};
@@ -24,6 +25,7 @@ pub enum Power {
     Command(command::CommandPower),
     Manual(manual::ManualPower),
     Fake(Box<fake::FakePower>),
+    Pdudaemon(pdudaemon::PduDaemonPower),
 }
 
 impl Power {
@@ -36,6 +38,9 @@ impl Power {
                 Power::Manual(manual::ManualPower::new(&board.name, &board.power))
             }
             PowerBackend::Fake => Power::Fake(Box::new(fake::FakePower::new(board, run_dir))),
+            PowerBackend::Pdudaemon => {
+                Power::Pdudaemon(pdudaemon::PduDaemonPower::new(&board.name, &board.power))
+            }
         }
     }
 
@@ -54,6 +59,7 @@ impl Power {
             Power::Command(c) => c.on().await,
             Power::Manual(m) => m.on().await,
             Power::Fake(f) => f.on().await,
+            Power::Pdudaemon(p) => p.on().await,
         }
     }
 
@@ -63,16 +69,19 @@ impl Power {
             Power::Command(c) => c.off().await,
             Power::Manual(m) => m.off().await,
             Power::Fake(f) => f.off().await,
+            Power::Pdudaemon(p) => p.off().await,
         }
     }
 
     /// Powers the board off and on again, leaving it as `on` does. The command backend
     /// runs `power.cycle` when the board file has one, else off, a pause, and on. A QEMU
     /// board is reset through QMP instead: its console is a pty of the QEMU process, so
-    /// stopping that process would take the console with it. Others go off, then on.
+    /// stopping that process would take the console with it. pdudaemon reboots the outlet
+    /// (off, `power.cycle_delay_s`, on, one request). Others go off, then on.
     pub async fn cycle(&mut self) -> Result<(), PowerError> {
         match self {
             Power::Command(c) => c.cycle().await,
+            Power::Pdudaemon(p) => p.cycle().await,
             Power::Qemu(q) => q.reset().await,
             _ => {
                 self.off().await?;

@@ -16,4 +16,5 @@ mod nightly;
 mod pcie;
 mod rcar;
 mod sim;
+mod verbs;
 mod vfio;
