@@ -231,6 +231,12 @@ impl russh::server::Handler for Conn {
 
 /// Serves one session channel: waits for its exec request, runs the command, streams its
 /// output and ends with its exit status.
+///
+/// The channel's incoming messages (stdin data, EOF, close) are read by a task of their
+/// own for as long as the channel lives. An output write waits for the client's window; if
+/// this loop also had to read the channel, a client that stops reading (a check that timed
+/// out during a flood) would leave its messages unread, russh's per-channel queue would
+/// fill, and the whole connection, with every later channel on it, would stall.
 async fn serve(
     channel: Channel<Msg>,
     ctx: ScriptCtx,
@@ -249,20 +255,27 @@ async fn serve(
     };
     // Unbounded: a command that never reads its stdin must not stop its output.
     let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
-    let mut stdin = Some(stdin_tx);
-    let mut job = (*alive.borrow()).then(|| Job::start(&cmd, &ctx, Some(stdin_rx)));
-    loop {
-        tokio::select! {
-            msg = rd.wait() => match msg {
+    let (closed_tx, mut closed) = watch::channel(false);
+    let _reader = AbortOnDrop(tokio::spawn(async move {
+        let mut stdin = Some(stdin_tx);
+        loop {
+            match rd.wait().await {
                 Some(ChannelMsg::Data { data }) => {
                     if let Some(s) = &stdin {
                         let _ = s.send(data.to_vec());
                     }
                 }
                 Some(ChannelMsg::Eof) => stdin = None,
-                Some(ChannelMsg::Close) | None => return,
+                Some(ChannelMsg::Close) | None => break,
                 Some(_) => {}
-            },
+            }
+        }
+        let _ = closed_tx.send(true);
+    }));
+    let mut job = (*alive.borrow()).then(|| Job::start(&cmd, &ctx, Some(stdin_rx)));
+    loop {
+        tokio::select! {
+            _ = closed.changed() => return,
             step = async {
                 match job.as_mut() {
                     Some(j) => j.next().await,
@@ -270,8 +283,9 @@ async fn serve(
                 }
             } => match step {
                 Step::Out(b) => {
-                    if wr.data_bytes(b).await.is_err() {
-                        return;
+                    tokio::select! {
+                        r = wr.data_bytes(b) => if r.is_err() { return },
+                        _ = closed.changed() => return,
                     }
                 }
                 Step::Exit(status) => {
@@ -288,5 +302,14 @@ async fn serve(
             // Dropped at once: a watch::Ref must not be held across the awaits above.
             () = async { let _ = alive.wait_for(|a| !*a).await; }, if job.is_some() => job = None,
         }
+    }
+}
+
+/// Aborts the task when dropped: the channel's reader ends with the channel's server task.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -290,12 +290,13 @@ fn live_console_shows_the_fake_and_passes_typed_input() {
 }
 
 #[test]
-fn an_ssh_command_that_prints_forever_ends_at_its_time_out_and_teardown_completes() {
+fn an_ssh_command_that_prints_forever_ends_at_its_time_out_the_next_passes_and_teardown_completes()
+{
     let fake = Fake::new(|t| t);
     let out = fake.out("ssh-flood");
     let t = Instant::now();
     let (code, r) = fake.run(&suite("fake-ssh-flood"), &out);
-    // Within the check's 3 s plus 10 s, boot and teardown included.
+    // Within the checks' 3 s plus 10 s, boot, the next check and teardown included.
     assert!(
         t.elapsed() < Duration::from_secs(13 + 10),
         "{:?}",
@@ -316,6 +317,10 @@ fn an_ssh_command_that_prints_forever_ends_at_its_time_out_and_teardown_complete
         flood["duration_s"].as_f64().unwrap() < 3.0 + 10.0,
         "{flood}"
     );
+    // One check's time-out does not poison the next: it passes at once.
+    let after = case(&r, BOARD, "after-flood");
+    assert_eq!(after["outcome"], "pass", "{after}");
+    assert!(after["duration_s"].as_f64().unwrap() < 5.0, "{after}");
     // Teardown completed: no teardown case (it reports only trouble) and the board was
     // powered off.
     let cases = r["boards"][0]["cases"].as_array().unwrap();
