@@ -660,11 +660,11 @@ pub fn table(r: &BenchReport) -> String {
         let _ = writeln!(s, "{}\n", o.table());
     }
     if !r.targets.is_empty() {
-        let _ = writeln!(s, "{:<40} {:<32} {:<5} measured", "target", "", "met");
+        let _ = writeln!(s, "{:<60} {:<32} {:<5} measured", "target", "", "met");
         for t in &r.targets {
             let _ = writeln!(
                 s,
-                "{:<40} {:<32} {:<5} {}",
+                "{:<60} {:<32} {:<5} {}",
                 t.what,
                 t.target,
                 if t.met { "yes" } else { "NO" },
