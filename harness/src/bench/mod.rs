@@ -8,6 +8,7 @@ pub mod consoles;
 pub mod feeder;
 pub mod latency;
 pub mod memory;
+pub mod network;
 pub mod orchestration;
 pub mod patterns;
 pub mod peers;
@@ -15,6 +16,7 @@ pub mod sys;
 pub mod textgen;
 pub mod throughput;
 
+use crate::console::ser2net;
 use serde::Serialize;
 use std::path::PathBuf;
 use throughput::Writes;
@@ -25,7 +27,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Only these parts (comma-separated): throughput, latency, memory, consoles,
-    /// orchestration.
+    /// network, orchestration.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// MiB streamed for the raw read and hil's engine.
@@ -50,6 +52,25 @@ pub struct BenchArgs {
         default_value = "1:4096:0.25,2000:0:1,2000:4096:16,65536:4096:16"
     )]
     pub pexpect: Vec<peers::PexpectConfig>,
+    /// MiB labgrid itself follows on the pty (throughput part). Its expect keeps no search
+    /// window, so its CPU per MiB grows with the stream: compare at the same size.
+    #[arg(long, default_value_t = 2.0)]
+    pub labgrid_mib: f64,
+    /// labgrid version measured (installed with pip into ~/.cache/hil/bench-venv).
+    #[arg(long, default_value = "26.0.1")]
+    pub labgrid_version: String,
+    /// Leave labgrid out (the throughput and network parts still run their other rows).
+    #[arg(long)]
+    pub no_labgrid: bool,
+    /// MiB streamed through ser2net per network row for hil and the raw TCP read.
+    #[arg(long, default_value_t = 32.0)]
+    pub net_mib: f64,
+    /// MiB streamed through ser2net for labgrid's network console.
+    #[arg(long, default_value_t = 0.5)]
+    pub net_labgrid_mib: f64,
+    /// Interleaved rounds of the network part (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub net_repeat: usize,
     /// Latency marks.
     #[arg(long, default_value_t = 2000)]
     pub marks: usize,
@@ -76,6 +97,10 @@ pub struct EngineResult {
     pub engine: String,
     /// How the feeder wrote the stream: "per-line writes" or "64 KiB writes".
     pub stream: String,
+    /// Bytes the reader received, and bytes the feeder wrote (a row whose counts differ
+    /// fails instead).
+    pub bytes: u64,
+    pub bytes_written: u64,
     pub mib: f64,
     pub wall_s: f64,
     pub mib_per_s: f64,
@@ -144,6 +169,10 @@ pub struct BenchReport {
     pub throughput: Vec<EngineResult>,
     /// Every raw and hil run, in the order run.
     pub throughput_runs: Vec<EngineResult>,
+    /// Medians of the network console rows (through ser2net on 127.0.0.1).
+    pub network: Vec<EngineResult>,
+    /// Every network run, in the order run.
+    pub network_runs: Vec<EngineResult>,
     pub latency: Vec<LatencyResult>,
     pub memory: Option<MemoryResult>,
     pub consoles: Vec<ConsolesResult>,
@@ -151,6 +180,8 @@ pub struct BenchReport {
     pub targets: Vec<Target>,
     /// Parts that could not be measured, with the reason.
     pub errors: Vec<String>,
+    /// Rows left out on purpose or for want of a peer (labgrid not installable).
+    pub skipped: Vec<String>,
 }
 
 /// Runs the selected parts; a part that fails is reported in `errors`, the rest still run.
@@ -168,6 +199,28 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
     let mut err = |r: &mut BenchReport, what: &str, e: anyhow::Error| {
         eprintln!("hil bench: {what}: {e:#}");
         r.errors.push(format!("{what}: {e:#}"));
+    };
+    // labgrid (a venv from PyPI) for the throughput and network parts; without it those
+    // parts still measure their other rows.
+    let labgrid = if a.no_labgrid {
+        r.skipped.push("labgrid: left out (--no-labgrid)".into());
+        None
+    } else if want("throughput") || want("network") {
+        let v = a.labgrid_version.clone();
+        match tokio::task::spawn_blocking(move || peers::ensure_labgrid(&v)).await? {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let why = format!(
+                    "labgrid {}: not measured, it could not be installed: {e:#}",
+                    a.labgrid_version
+                );
+                eprintln!("hil bench: {why}");
+                r.skipped.push(why);
+                None
+            }
+        }
+    } else {
+        None
     };
     // Memory first: the peak resident size is per process, so it must not include the
     // peers' buffers measured later in this same process.
@@ -219,6 +272,18 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
             push(&mut one, rx, "throughput rexpect", &mut err, &mut r);
             r.throughput.extend(one);
         }
+        if let Some(py) = labgrid.clone() {
+            progress(&format!(
+                "throughput: labgrid SerialDriver on the pty, {} MiB",
+                a.labgrid_mib
+            ));
+            let bytes = (a.labgrid_mib * (1 << 20) as f64) as u64;
+            let lg = tokio::task::spawn_blocking(move || throughput::labgrid(bytes, a.seed, &py))
+                .await?;
+            let mut one = Vec::new();
+            push(&mut one, lg, "throughput labgrid", &mut err, &mut r);
+            r.throughput.extend(one);
+        }
         for &cfg in &a.pexpect {
             progress(&format!("throughput: pexpect ({cfg}), {} MiB", cfg.mib));
             let bytes = (cfg.mib * (1 << 20) as f64) as u64;
@@ -254,6 +319,54 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
                 Ok(c) => r.consoles.push(c),
                 Err(e) => err(&mut r, &format!("{n} consoles"), e),
             }
+        }
+    }
+    if want("network") {
+        if ser2net::installed() {
+            let mut runs = Vec::new();
+            let bytes = (a.net_mib * (1 << 20) as f64) as u64;
+            let lg_bytes = (a.net_labgrid_mib * (1 << 20) as f64) as u64;
+            let n = a.net_repeat.max(1);
+            for i in 0..n {
+                let round = format!("run {}/{n}", i + 1);
+                for rfc2217 in [true, false] {
+                    let name = if rfc2217 {
+                        network::HIL_RFC2217
+                    } else {
+                        network::HIL_TCP
+                    };
+                    progress(&format!("network: {name}, {} MiB, {round}", a.net_mib));
+                    let res =
+                        on_worker(network::hil(bytes, a.seed, log_dir.clone(), rfc2217)).await;
+                    push(&mut runs, res, "network hil", &mut err, &mut r);
+                }
+                progress(&format!(
+                    "network: {}, {} MiB, {round}",
+                    network::RAW_TCP,
+                    a.net_mib
+                ));
+                let res = tokio::task::spawn_blocking(move || network::raw(bytes, a.seed)).await?;
+                push(&mut runs, res, "network raw", &mut err, &mut r);
+                if let Some(py) = labgrid.clone() {
+                    progress(&format!(
+                        "network: labgrid SerialDriver rfc2217://, {} MiB, {round}",
+                        a.net_labgrid_mib
+                    ));
+                    let res = tokio::task::spawn_blocking(move || {
+                        network::labgrid(lg_bytes, a.seed, &py)
+                    })
+                    .await?;
+                    push(&mut runs, res, "network labgrid", &mut err, &mut r);
+                }
+            }
+            r.network = throughput::medians(&runs);
+            r.network_runs = runs;
+        } else {
+            err(
+                &mut r,
+                "network",
+                anyhow::anyhow!("ser2net is not installed (apt-get install ser2net)"),
+            );
         }
     }
     if want("orchestration") {
@@ -363,6 +476,46 @@ fn targets(r: &BenchReport) -> Vec<Target> {
             met: ratio >= 50.0,
         });
     }
+    if let (Some(lg), Some(hil)) = (engine(r, throughput::LABGRID), hil_bulk) {
+        let ratio = lg.cpu_s_per_mib / hil.cpu_s_per_mib;
+        t.push(Target {
+            what: format!("CPU per MiB vs {}", lg.engine),
+            target: "<= 1/50".into(),
+            measured: format!("1/{ratio:.0}"),
+            met: ratio >= 50.0,
+        });
+    }
+    let net = |name: &str| r.network.iter().find(|e| e.engine.starts_with(name));
+    if let Some(raw) = net(network::RAW_TCP) {
+        for name in [network::HIL_RFC2217, network::HIL_TCP] {
+            if let Some(hil) = net(name) {
+                let ratio = hil.mib_per_s / raw.mib_per_s;
+                t.push(Target {
+                    what: format!("{name} vs raw TCP read"),
+                    target: ">= 80%".into(),
+                    measured: format!(
+                        "{:.0}% ({:.1} of {:.1} MiB/s)",
+                        100.0 * ratio,
+                        hil.mib_per_s,
+                        raw.mib_per_s
+                    ),
+                    met: ratio >= 0.8,
+                });
+            }
+        }
+    }
+    if let (Some(lg), Some(hil)) = (net(network::LABGRID), net(network::HIL_RFC2217)) {
+        let ratio = lg.cpu_s_per_mib / hil.cpu_s_per_mib;
+        t.push(Target {
+            what: format!("network CPU per MiB vs {}", lg.engine),
+            target: "<= 1/50".into(),
+            measured: format!(
+                "1/{ratio:.0} ({:.4} vs {:.3} CPU s/MiB)",
+                hil.cpu_s_per_mib, lg.cpu_s_per_mib
+            ),
+            met: ratio >= 50.0,
+        });
+    }
     if let Some(l) = r.latency.iter().find(|l| l.engine == "hil") {
         t.push(Target {
             what: "p99 match latency".into(),
@@ -426,14 +579,29 @@ pub fn table(r: &BenchReport) -> String {
     if !r.throughput.is_empty() {
         let _ = writeln!(
             s,
-            "{:<32} {:<16} {:>5} {:>9} {:>8} {:>10}  note",
+            "{:<36} {:<16} {:>5} {:>9} {:>8} {:>10}  note",
             "throughput", "stream", "MiB", "MiB/s", "CPU s", "CPU s/MiB"
         );
         for e in &r.throughput {
             let _ = writeln!(
                 s,
-                "{:<32} {:<16} {:>5.0} {:>9.2} {:>8.2} {:>10.4}  {}",
+                "{:<36} {:<16} {:>5.2} {:>9.2} {:>8.2} {:>10.4}  {}",
                 e.engine, e.stream, e.mib, e.mib_per_s, e.cpu_s, e.cpu_s_per_mib, e.note
+            );
+        }
+        s.push('\n');
+    }
+    if !r.network.is_empty() {
+        let _ = writeln!(
+            s,
+            "{:<40} {:>6} {:>9} {:>8} {:>10}  note",
+            "network console (ser2net, 127.0.0.1)", "MiB", "MiB/s", "CPU s", "CPU s/MiB"
+        );
+        for e in &r.network {
+            let _ = writeln!(
+                s,
+                "{:<40} {:>6.1} {:>9.2} {:>8.2} {:>10.4}  {}",
+                e.engine, e.mib, e.mib_per_s, e.cpu_s, e.cpu_s_per_mib, e.note
             );
         }
         s.push('\n');
@@ -492,11 +660,11 @@ pub fn table(r: &BenchReport) -> String {
         let _ = writeln!(s, "{}\n", o.table());
     }
     if !r.targets.is_empty() {
-        let _ = writeln!(s, "{:<40} {:<32} {:<5} measured", "target", "", "met");
+        let _ = writeln!(s, "{:<60} {:<32} {:<5} measured", "target", "", "met");
         for t in &r.targets {
             let _ = writeln!(
                 s,
-                "{:<40} {:<32} {:<5} {}",
+                "{:<60} {:<32} {:<5} {}",
                 t.what,
                 t.target,
                 if t.met { "yes" } else { "NO" },
@@ -506,6 +674,9 @@ pub fn table(r: &BenchReport) -> String {
     }
     for e in &r.errors {
         let _ = writeln!(s, "not measured: {e}");
+    }
+    for e in &r.skipped {
+        let _ = writeln!(s, "skipped: {e}");
     }
     s
 }

@@ -136,3 +136,155 @@ pub fn rexpect_follow(file: std::fs::File) -> anyhow::Result<()> {
     anyhow::ensure!(m.contains("hil-bench login"), "rexpect matched {m:?}");
     Ok(())
 }
+
+const LABGRID_SCRIPT: &str = include_str!("labgrid_bench.py");
+
+/// The venv that holds labgrid `version` for the bench: `~/.cache/hil/bench-venv/labgrid-VERSION`.
+pub fn labgrid_venv(version: &str) -> std::path::PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, Into::into);
+    home.join(".cache/hil/bench-venv")
+        .join(format!("labgrid-{version}"))
+}
+
+/// The venv's python, after making sure it imports labgrid `version` (created with
+/// `python3 -m venv` and `pip install labgrid==VERSION` from PyPI if not). The error says
+/// why labgrid cannot be measured (no registry, no venv module).
+pub fn ensure_labgrid(version: &str) -> anyhow::Result<std::path::PathBuf> {
+    let venv = labgrid_venv(version);
+    let python = venv.join("bin/python");
+    let installed = || {
+        Command::new(&python)
+            .args(["-c", "import labgrid; print(labgrid.__version__)"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if installed().is_some() {
+        return Ok(python);
+    }
+    eprintln!(
+        "hil bench: installing labgrid {version} with pip into {}",
+        venv.display()
+    );
+    if !python.exists() {
+        let st = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .context("running python3 -m venv (is python3 installed?)")?;
+        anyhow::ensure!(
+            st.success(),
+            "python3 -m venv {} failed ({st})",
+            venv.display()
+        );
+    }
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg(format!("labgrid=={version}"))
+        .output()
+        .context("running pip in the bench venv")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        anyhow::bail!(
+            "pip install labgrid=={version} failed ({}): {last}",
+            out.status
+        );
+    }
+    installed().context("labgrid still not importable after pip install")?;
+    Ok(python)
+}
+
+/// Where labgrid's SerialDriver reads from.
+pub enum LabgridPort<'a> {
+    /// A local serial device (`RawSerialPort`).
+    Pty(&'a str),
+    /// `NetworkSerialPort` on 127.0.0.1: the port and labgrid's protocol name
+    /// (`rfc2217` or `raw`).
+    Net(u16, &'a str),
+}
+
+/// A labgrid follower (its `SerialDriver` and `expect`) in a child Python, active (port
+/// open, RFC 2217 negotiated) when this returns.
+pub struct Labgrid {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+    pub version: String,
+}
+
+#[derive(serde::Deserialize)]
+pub struct LabgridResult {
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub bytes: u64,
+}
+
+impl Labgrid {
+    pub fn start(python: &std::path::Path, port: LabgridPort) -> anyhow::Result<Labgrid> {
+        let mut cmd = Command::new(python);
+        cmd.args(["-c", LABGRID_SCRIPT]);
+        match port {
+            LabgridPort::Pty(p) => cmd.args(["pty", p]),
+            LabgridPort::Net(port, proto) => {
+                cmd.args(["net", "127.0.0.1", &port.to_string(), proto])
+            }
+        };
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the bench venv's python")?;
+        let mut out = BufReader::new(child.stdout.take().context("python stdout")?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        let Some(version) = line.trim().strip_prefix("open ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("labgrid script said {line:?}");
+        };
+        let version = version.to_string();
+        Ok(Labgrid {
+            child,
+            out,
+            version,
+        })
+    }
+
+    /// Starts its clock.
+    pub fn go(&mut self) -> anyhow::Result<()> {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().context("python stdin")?;
+        stdin.write_all(b"go\n")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    pub fn result(mut self) -> anyhow::Result<LabgridResult> {
+        let mut line = String::new();
+        self.out.read_line(&mut line)?;
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+        serde_json::from_str(&line).with_context(|| format!("labgrid script said {line:?}"))
+    }
+}
+
+impl Drop for Labgrid {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

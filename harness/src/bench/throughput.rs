@@ -49,7 +49,7 @@ pub(super) fn feeder(bytes: u64, seed: u64, writes: Writes) -> anyhow::Result<Fe
     })
 }
 
-fn result(
+pub(super) fn result(
     engine: &str,
     writes: Writes,
     bytes: u64,
@@ -61,6 +61,8 @@ fn result(
     EngineResult {
         engine: engine.into(),
         stream: writes.label().into(),
+        bytes,
+        bytes_written: bytes,
         mib,
         wall_s: wall.as_secs_f64(),
         mib_per_s: mib / wall.as_secs_f64(),
@@ -240,6 +242,8 @@ pub fn medians(runs: &[EngineResult]) -> Vec<EngineResult> {
             EngineResult {
                 engine: name.to_string(),
                 stream: stream.to_string(),
+                bytes: of[0].bytes,
+                bytes_written: of[0].bytes_written,
                 mib,
                 wall_s: mib / rate,
                 mib_per_s: rate,
@@ -250,3 +254,31 @@ pub fn medians(runs: &[EngineResult]) -> Vec<EngineResult> {
         })
         .collect()
 }
+
+/// labgrid itself on the pty: its `SerialDriver` through a `RawSerialPort`, waiting with
+/// its `expect` (pexpect with `maxread=1`, no search window, reading what the port holds).
+pub fn labgrid(bytes: u64, seed: u64, python: &std::path::Path) -> anyhow::Result<EngineResult> {
+    let mut f = feeder(bytes, seed, Writes::Bulk)?;
+    let mut lg = peers::Labgrid::start(python, peers::LabgridPort::Pty(&f.paths[0]))?;
+    let version = lg.version.clone();
+    lg.go()?;
+    f.go()?;
+    let r = lg.result()?;
+    let total = f.report()?.written[0];
+    anyhow::ensure!(
+        r.bytes == total,
+        "labgrid read {} of {total} bytes",
+        r.bytes
+    );
+    Ok(result(
+        &format!("{LABGRID} {version} (SerialDriver, pty)"),
+        Writes::Bulk,
+        r.bytes,
+        Duration::from_secs_f64(r.wall_s),
+        Duration::from_secs_f64(r.cpu_s),
+        "RawSerialPort, SerialDriver.expect of the 6 patterns",
+    ))
+}
+
+/// The start of every labgrid row's engine name.
+pub const LABGRID: &str = "labgrid";

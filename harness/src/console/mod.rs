@@ -10,6 +10,7 @@
 
 pub mod log;
 pub mod reopen;
+pub mod ser2net;
 pub mod telnet;
 pub mod transport;
 

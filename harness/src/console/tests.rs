@@ -360,22 +360,10 @@ async fn a_canonical_tty_streaming_a_line_per_read_is_read_to_its_end() {
     bursts_each_read_to_their_end(true).await;
 }
 
-/// A ser2net 4 started for one test, on 127.0.0.1 with its own config file, in front of
-/// `device`; killed by its PID when dropped, also when the test fails.
-struct Ser2net {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-const SER2NET: &str = "ser2net";
+use super::ser2net::Ser2net;
 
 fn ser2net_installed() -> bool {
-    let found = std::process::Command::new(SER2NET)
-        .arg("-v")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
+    let found = super::ser2net::installed();
     if !found {
         eprintln!("SKIPPED: ser2net is not installed (apt-get install ser2net); the network console test against a real ser2net did not run");
     }
@@ -383,61 +371,7 @@ fn ser2net_installed() -> bool {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Ser2net {
-    /// `accepter` is `telnet(rfc2217)`, `telnet` or `tcp`.
-    fn start(accepter: &str, port: u16, device: &Path) -> Ser2net {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("ser2net.yaml");
-        let accepter = if accepter == "tcp" {
-            format!("tcp,127.0.0.1,{port}")
-        } else {
-            format!("{accepter},tcp,127.0.0.1,{port}")
-        };
-        std::fs::write(
-            &cfg,
-            format!(
-                "connection: &con0\n  accepter: {accepter}\n  connector: serialdev,{},115200n81,local\n  options:\n    kickolduser: true\n",
-                device.display()
-            ),
-        )
-        .unwrap();
-        let child = std::process::Command::new(SER2NET)
-            .arg("-c")
-            .arg(&cfg)
-            .args(["-n", "-d", "-P"])
-            .arg(dir.path().join("pid"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        // Ready once the port accepts (a probe connection opens and closes the device).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "ser2net did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        Ser2net { child, _dir: dir }
-    }
-}
-
-impl Drop for Ser2net {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the PID of the child this guard spawned and has not reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
+    super::ser2net::free_port().unwrap()
 }
 
 /// Board output from `rx` until it ends with `end`, failing after 10 s.
@@ -484,7 +418,7 @@ async fn rfc2217_console_through_real_ser2net_passes_0xff_once_and_survives_a_re
     let mut adapter = Adapter::plug(&b.link);
     let port = free_port();
     let url = format!("rfc2217://127.0.0.1:{port}");
-    let server = Ser2net::start("telnet(rfc2217)", port, &b.link);
+    let server = Ser2net::start("telnet(rfc2217)", port, &b.link).unwrap();
     let console = Console::open_device(&url, 115_200, Some(Duration::from_secs(10)), &b.log, "net")
         .await
         .unwrap();
@@ -510,7 +444,7 @@ async fn rfc2217_console_through_real_ser2net_passes_0xff_once_and_survives_a_re
     // ser2net restarts: the broker reconnects and logs one gap.
     drop(server);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _server = Ser2net::start("telnet(rfc2217)", port, &b.link);
+    let _server = Ser2net::start("telnet(rfc2217)", port, &b.link).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while console.gaps() == 0 {
         assert!(
@@ -546,7 +480,7 @@ async fn ser2net_without_rfc2217_is_refused_by_name_and_raw_tcp_passes_bytes_as_
     let b = bench();
     let mut adapter = Adapter::plug(&b.link);
     let port = free_port();
-    let server = Ser2net::start("telnet", port, &b.link);
+    let server = Ser2net::start("telnet", port, &b.link).unwrap();
     let url = format!("rfc2217://127.0.0.1:{port}");
     let e = Console::open_device(&url, 115_200, None, &b.log, "net")
         .await
@@ -574,7 +508,7 @@ async fn ser2net_without_rfc2217_is_refused_by_name_and_raw_tcp_passes_bytes_as_
     drop(server);
 
     let port = free_port();
-    let _server = Ser2net::start("tcp", port, &b.link);
+    let _server = Ser2net::start("tcp", port, &b.link).unwrap();
     let c = Console::open_device(
         &format!("tcp://127.0.0.1:{port}"),
         115_200,

@@ -9,7 +9,7 @@ fn bench_small_run_measures_every_engine_and_loses_nothing() {
         "bench",
         "--json",
         "--only",
-        "throughput,latency,memory,consoles",
+        "throughput,latency,memory,consoles,network",
         "--stream-mib",
         "4",
         "--peer-mib",
@@ -26,6 +26,11 @@ fn bench_small_run_measures_every_engine_and_loses_nothing() {
         "16",
         "--console-seconds",
         "1",
+        "--net-mib",
+        "1",
+        "--net-repeat",
+        "1",
+        "--no-labgrid",
     ]));
     assert!(out.status.success(), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -86,6 +91,55 @@ fn bench_small_run_measures_every_engine_and_loses_nothing() {
     assert_eq!(c["bytes_received"], c["bytes_written"]);
     assert_eq!(c["failed"].as_array().unwrap().len(), 0);
     assert!(r["memory"]["mib_streamed"].as_f64().unwrap() >= 32.0);
+    // The network part: each row got every byte written (the part checks it against the
+    // feeder's count and fails the row otherwise), and the ratios are computed.
+    let ser2net = std::process::Command::new("ser2net")
+        .arg("-v")
+        .output()
+        .is_ok();
+    if ser2net {
+        let net = r["network"].as_array().unwrap();
+        let names: Vec<&str> = net.iter().map(|e| e["engine"].as_str().unwrap()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        for want in [
+            "hil via ser2net rfc2217://",
+            "hil via ser2net tcp://",
+            "raw TCP read of ser2net",
+        ] {
+            let row = net
+                .iter()
+                .find(|e| e["engine"] == want)
+                .unwrap_or_else(|| panic!("{want}: {names:?}"));
+            // 1 MiB of text and the end text, all of it received.
+            let written = (1u64 << 20) + "\r\nhil-bench login: ".len() as u64;
+            assert_eq!(row["bytes_written"].as_u64(), Some(written), "{row}");
+            assert_eq!(row["bytes"].as_u64(), Some(written), "{row}");
+            assert!(row["mib_per_s"].as_f64().unwrap() > 0.0, "{row}");
+            assert!(row["cpu_s_per_mib"].as_f64().unwrap() > 0.0, "{row}");
+        }
+        for what in [
+            "hil via ser2net rfc2217:// vs raw TCP read",
+            "hil via ser2net tcp:// vs raw TCP read",
+        ] {
+            let t = r["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["what"] == what)
+                .unwrap_or_else(|| panic!("no target {what:?}: {r:#}"));
+            assert!(t["measured"].as_str().unwrap().contains("% ("), "{t}");
+        }
+        assert!(
+            r["skipped"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s.as_str().unwrap().contains("--no-labgrid")),
+            "{r:#}"
+        );
+    } else {
+        eprintln!("SKIPPED: ser2net is not installed; the bench's network part was not checked");
+    }
     // the table went to stderr
     assert!(stderr(&out).contains("match latency"), "{}", stderr(&out));
 }
