@@ -107,14 +107,16 @@ pub async fn console_to(
             board.name
         ));
     };
-    s.console_mark(&format!(
-        "hil console: reached {what}; console handed over to the terminal"
-    ));
     let log = if to == To::Guest {
         run_dir.join("guest-console.log")
     } else {
         run_dir.join("console.log")
     };
+    // Read before hil's own hand-over mark goes into the log after it.
+    let prompt = last_line(&log);
+    s.console_mark(&format!(
+        "hil console: reached {what}; console handed over to the terminal"
+    ));
     eprintln!(
         "hil: console of {} at {what} (log {}); Ctrl-] quits and powers the board off",
         board.name,
@@ -124,7 +126,7 @@ pub async fn console_to(
     if to == To::Bootloader {
         // Typing at U-Boot (even an empty line, which repeats the last command) would
         // change the board: its prompt is shown from the log instead.
-        show_last_line(&log);
+        show(prompt.as_deref());
     } else {
         // An empty command line: the shell prints its prompt again, live.
         console.send("\r");
@@ -208,12 +210,12 @@ async fn shut_down(s: &mut BoardSession) {
     }
 }
 
-/// Prints the board's last, unfinished line from its console log (its prompt): the
+/// Prints the board's last, unfinished line (its prompt), read from its console log: the
 /// output before the hand-over went to the log, not to the terminal.
-fn show_last_line(log: &Path) {
-    if let Some(line) = last_line(log) {
+fn show(line: Option<&[u8]>) {
+    if let Some(line) = line {
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(&line);
+        let _ = out.write_all(line);
         let _ = out.flush();
     }
 }
