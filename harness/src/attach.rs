@@ -3,7 +3,9 @@
 //!
 //! A sim board that is `up` is attached to (and resumed if paused); otherwise a sim board
 //! (or a fake one) is powered on here and off again on exit; a real board's serial device
-//! is opened.
+//! is opened. With `--to STATE` the board is first walked to that state ([`walk`]).
+
+pub mod walk;
 
 use crate::config::Board;
 use crate::console::{Console, Event};
@@ -15,12 +17,22 @@ use tokio::io::AsyncReadExt;
 
 const QUIT: u8 = 0x1d; // Ctrl-]
 
-pub async fn console((path, board): &(PathBuf, Board)) -> anyhow::Result<i32> {
+pub async fn console(
+    (path, board): &(PathBuf, Board),
+    to: Option<walk::To>,
+) -> anyhow::Result<i32> {
+    if let Some(to) = to {
+        walk::check(path, board, to)?;
+    }
     let mut power: Option<Power> = None;
     // A board that this user's `hil lab up` runs is already leased to them; any other board
-    // is leased for as long as the console is attached, and a busy one is refused naming
-    // its holder (a run drives it; typing into its console would break the run).
-    let _lease = crate::verbs::take_lease(board, "console").await?;
+    // is leased for as long as the console is attached (or walked), and a busy one is
+    // refused naming its holder (a run drives it; typing into its console would break the
+    // run).
+    let lease = crate::verbs::take_lease(board, "console").await?;
+    if let Some(to) = to {
+        return walk::console_to(path, board, to, lease.as_ref()).await;
+    }
     let (board, log_dir, device) = if board.simulated {
         let (b, dir) = crate::lab_ctl::sim_board(path, board).await?;
         if let Some(st) = crate::lab_ctl::running(&dir) {

@@ -94,6 +94,18 @@ impl BoardSession {
         self.console.as_ref()
     }
 
+    /// The console a person takes over once the board is where they want it: the guest's
+    /// while it runs, else the board's. hil's own readers of it (the console shell, the
+    /// bootloader's expecter) let go, so nothing holds output that nobody reads.
+    pub fn hand_over(&mut self) -> Option<Console> {
+        self.shell = None;
+        self.bootloader_expecter = None;
+        match &self.guest {
+            Some(g) => Some(g.console.clone()),
+            None => self.console.clone(),
+        }
+    }
+
     /// Writes a marker line of hil's own into the board's console log (when open).
     pub fn console_mark(&self, what: &str) {
         if let Some(c) = &self.console {

@@ -46,7 +46,13 @@ enum Cmd {
         action: LabCmd,
     },
     /// Live console of a board: shows its output, passes typed input (Ctrl-] quits).
-    Console { board: String },
+    Console {
+        board: String,
+        /// Walk the board there first (under its lease), then hand the console over;
+        /// Ctrl-] then powers it off. `guest` needs the board file's [guest] table.
+        #[arg(long, value_enum, value_name = "STATE")]
+        to: Option<crate::attach::walk::To>,
+    },
     /// Switch a board's power outside a run, under its lease (refused while someone else
     /// holds it); `status` takes no lease and shows the holder. For pdudaemon "on" means
     /// requested: pdudaemon only queues.
@@ -168,7 +174,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .await
                 .map(|_| exit::OK),
         },
-        Cmd::Console { board } => crate::attach::console(&load_board(&board)?).await,
+        Cmd::Console { board, to } => crate::attach::console(&load_board(&board)?, to).await,
         Cmd::Power { board, action } => {
             crate::verbs::power::cli(&load_board(&board)?, action).await
         }

@@ -122,7 +122,8 @@ pub struct GuestCfg {
 pub struct ConsoleCfg {
     /// `qemu` (the pty the QEMU power backend reports), a serial device path (use
     /// `/dev/serial/by-id/...` or by-path, never `ttyUSBn`: it moves on re-enumeration),
-    /// or a network console `rfc2217://`, `telnet://`, `tcp://HOST:PORT` ([`ConsoleDevice`]).
+    /// a USB-serial adapter by identity (`usb-serial:SERIAL[:ifNN]`,
+    /// `usb-path:PORT[:C.I]`, found through sysfs at every open), or a network console `rfc2217://`, `telnet://`, `tcp://HOST:PORT` ([`ConsoleDevice`]).
     pub device: String,
     pub baud: u32,
     /// A device-path console whose transport vanishes (USB re-enumeration) is reopened if
@@ -143,6 +144,125 @@ pub enum ConsoleDevice {
     Path(String),
     /// A console exported over the network (ser2net and the like).
     Net(NetConsole),
+    /// A local USB-serial adapter by its identity, its tty found through sysfs at every
+    /// open (console/usb.rs).
+    Usb(UsbAdapter),
+}
+
+/// A USB-serial adapter named by what survives re-enumeration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsbAdapter {
+    /// `usb-serial:SERIAL[:ifNN]`: the device's USB serial number, and for a multi-port
+    /// adapter the interface (`bInterfaceNumber`, hex as in /dev/serial/by-id's `-ifNN`).
+    Serial {
+        serial: String,
+        interface: Option<u8>,
+    },
+    /// `usb-path:PORT[:CONFIG.INTERFACE]`: the USB port path as sysfs names the device
+    /// (`1-1.4`), and optionally one of its interfaces (`1.0`).
+    Path {
+        port: String,
+        interface: Option<String>,
+    },
+}
+
+impl UsbAdapter {
+    /// What is looked for, in words: `the one with serial number FT4ABCDE, interface 01`.
+    pub fn wanted(&self) -> String {
+        match self {
+            UsbAdapter::Serial { serial, interface } => format!(
+                "the one with serial number {serial}{}",
+                interface.map_or(String::new(), |n| format!(", interface {n:02x}"))
+            ),
+            UsbAdapter::Path { port, interface } => format!(
+                "the one on USB port {port}{}",
+                interface
+                    .as_ref()
+                    .map_or(String::new(), |i| format!(", interface {i}"))
+            ),
+        }
+    }
+
+    fn parse_serial(d: &str, rest: &str) -> Result<UsbAdapter, String> {
+        let expected = "expected usb-serial:SERIAL or usb-serial:SERIAL:ifNN with the adapter's USB serial number (ID_SERIAL_SHORT in `udevadm info /dev/ttyUSB0`) and, for a multi-port adapter, its interface as in /dev/serial/by-id's -ifNN, e.g. usb-serial:FT4ABCDE:if01";
+        let (serial, interface) = match rest.rsplit_once(':') {
+            None => (rest, None),
+            Some((s, i)) => {
+                let n = i
+                    .strip_prefix("if")
+                    .filter(|h| (1..=2).contains(&h.len()))
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match n {
+                    Some(n) => (s, Some(n)),
+                    None => {
+                        return Err(format!(
+                            "is \"{d}\"; \"{i}\" after the serial number is not an interface: {expected}"
+                        ))
+                    }
+                }
+            }
+        };
+        if serial.is_empty() {
+            return Err(format!("is \"{d}\" with no serial number; {expected}"));
+        }
+        if serial
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == ':')
+        {
+            return Err(format!(
+                "is \"{d}\"; \"{serial}\" is not a USB serial number (no spaces, `/` or `:`): {expected}"
+            ));
+        }
+        Ok(UsbAdapter::Serial {
+            serial: serial.to_string(),
+            interface,
+        })
+    }
+
+    fn parse_path(d: &str, rest: &str) -> Result<UsbAdapter, String> {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let (port, interface) = match rest.split_once(':') {
+            Some((p, i)) => (p, Some(i)),
+            None => (rest, None),
+        };
+        let port_ok = port
+            .split_once('-')
+            .is_some_and(|(bus, hubs)| digits(bus) && hubs.split('.').all(digits));
+        let iface_ok = interface.is_none_or(|i| {
+            i.split_once('.')
+                .is_some_and(|(c, n)| digits(c) && digits(n))
+        });
+        if !port_ok || !iface_ok {
+            return Err(format!(
+                "is \"{d}\"; expected usb-path:PORT or usb-path:PORT:CONFIG.INTERFACE with the adapter's USB port path as sysfs names it (`ls /sys/bus/usb/devices`), e.g. usb-path:1-1.4 or usb-path:1-1.4:1.0"
+            ));
+        }
+        Ok(UsbAdapter::Path {
+            port: port.to_string(),
+            interface: interface.map(str::to_string),
+        })
+    }
+}
+
+impl std::fmt::Display for UsbAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UsbAdapter::Serial { serial, interface } => {
+                write!(f, "usb-serial:{serial}")?;
+                match interface {
+                    Some(n) => write!(f, ":if{n:02x}"),
+                    None => Ok(()),
+                }
+            }
+            UsbAdapter::Path { port, interface } => {
+                write!(f, "usb-path:{port}")?;
+                match interface {
+                    Some(i) => write!(f, ":{i}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
 }
 
 /// How a network console speaks.
@@ -201,6 +321,12 @@ impl ConsoleDevice {
             "qemu" => return Ok(ConsoleDevice::Qemu),
             "fake" => return Ok(ConsoleDevice::Fake),
             _ => {}
+        }
+        if let Some(rest) = d.strip_prefix("usb-serial:") {
+            return UsbAdapter::parse_serial(d, rest).map(ConsoleDevice::Usb);
+        }
+        if let Some(rest) = d.strip_prefix("usb-path:") {
+            return UsbAdapter::parse_path(d, rest).map(ConsoleDevice::Usb);
         }
         let Some((scheme, rest)) = d.split_once("://") else {
             return Ok(ConsoleDevice::Path(d.to_string()));
@@ -446,15 +572,15 @@ impl ConsoleCfg {
         let d = &self.device;
         match ConsoleDevice::parse(d) {
             Err(m) => return v.err("console.device", m),
-            Ok(ConsoleDevice::Net(_)) => return,
+            Ok(ConsoleDevice::Net(_) | ConsoleDevice::Usb(_)) => return,
             Ok(_) => {}
         }
         // A leading placeholder ({run_dir}, {board_dir}) expands to an absolute path.
         if d != "qemu" && d != "fake" && !d.starts_with('/') && !d.starts_with('{') {
-            v.err("console.device", format!("is \"{d}\"; expected \"qemu\", \"fake\", an absolute device path such as /dev/serial/by-id/... or a network console ({URL_FORMS})"));
+            v.err("console.device", format!("is \"{d}\"; expected \"qemu\", \"fake\", an absolute device path such as /dev/serial/by-id/..., a USB adapter (usb-serial:SERIAL[:ifNN], usb-path:PORT[:C.I]) or a network console ({URL_FORMS})"));
         }
         if d.starts_with("/dev/ttyUSB") || d.starts_with("/dev/ttyACM") {
-            v.err("console.device", format!("is \"{d}\", a name that changes when USB re-enumerates; expected a /dev/serial/by-id/ or /dev/serial/by-path/ link"));
+            v.err("console.device", format!("is \"{d}\", a name that changes when USB re-enumerates; expected a /dev/serial/by-id/ or /dev/serial/by-path/ link, or the adapter by its identity: usb-serial:SERIAL[:ifNN] or usb-path:PORT[:C.I]"));
         }
     }
 
@@ -1272,6 +1398,86 @@ args = ["-chardev", "socket,id=c,path={run_dir}/c.sock,reconnect=1", "-serial", 
             );
             assert_eq!(e.lines().count(), 1, "one error per mistake: {e}");
         }
+    }
+
+    #[test]
+    fn usb_adapters_by_serial_number_or_port_parse_and_print_back() {
+        let serial = |s: &str, i| {
+            ConsoleDevice::Usb(UsbAdapter::Serial {
+                serial: s.into(),
+                interface: i,
+            })
+        };
+        let path = |p: &str, i: Option<&str>| {
+            ConsoleDevice::Usb(UsbAdapter::Path {
+                port: p.into(),
+                interface: i.map(str::to_string),
+            })
+        };
+        for (text, want) in [
+            ("usb-serial:FT4ABCDE", serial("FT4ABCDE", None)),
+            ("usb-serial:FT4ABCDE:if01", serial("FT4ABCDE", Some(1))),
+            ("usb-serial:0001:if0a", serial("0001", Some(10))),
+            ("usb-path:1-1.4", path("1-1.4", None)),
+            ("usb-path:1-1.4:1.0", path("1-1.4", Some("1.0"))),
+            ("usb-path:3-2", path("3-2", None)),
+        ] {
+            assert_eq!(ConsoleDevice::parse(text).as_ref(), Ok(&want), "{text}");
+            let ConsoleDevice::Usb(a) = want else {
+                unreachable!()
+            };
+            assert_eq!(a.to_string(), text);
+        }
+        let b = board(
+            "device = \"usb-serial:FT4ABCDE:if01\"\nbaud = 1500000",
+            MANUAL,
+        )
+        .unwrap();
+        assert_eq!(b.console.target(), serial("FT4ABCDE", Some(1)));
+        assert_eq!(
+            b.console.reopen_within().unwrap().as_secs(),
+            DEFAULT_REOPEN_TIMEOUT_S
+        );
+        board("device = \"usb-path:1-1.4:1.0\"\nbaud = 115200", MANUAL).unwrap();
+    }
+
+    #[test]
+    fn bad_usb_adapter_names_say_the_form() {
+        for (dev, want) in [
+            (
+                "usb-serial:",
+                "with no serial number; expected usb-serial:SERIAL or usb-serial:SERIAL:ifNN",
+            ),
+            ("usb-serial::if01", "with no serial number"),
+            (
+                "usb-serial:FT4ABCDE:01",
+                "\"01\" after the serial number is not an interface",
+            ),
+            (
+                "usb-serial:FT4ABCDE:if123",
+                "\"if123\" after the serial number is not an interface",
+            ),
+            ("usb-serial:FT4 ABCDE", "is not a USB serial number"),
+            (
+                "usb-path:",
+                "expected usb-path:PORT or usb-path:PORT:CONFIG.INTERFACE",
+            ),
+            (
+                "usb-path:1-1.4:1",
+                "e.g. usb-path:1-1.4 or usb-path:1-1.4:1.0",
+            ),
+            ("usb-path:ttyUSB0", "expected usb-path:PORT"),
+            ("usb-path:1-1..4", "expected usb-path:PORT"),
+        ] {
+            let e = board(&format!("device = \"{dev}\"\nbaud = 115200"), MANUAL).unwrap_err();
+            assert!(
+                e.contains("b.toml") && e.contains("key `console.device`") && e.contains(want),
+                "{dev}: {e}"
+            );
+            assert_eq!(e.lines().count(), 1, "one error per mistake: {e}");
+        }
+        let e = board("device = \"/dev/ttyUSB0\"\nbaud = 115200", MANUAL).unwrap_err();
+        assert!(e.contains("usb-serial:SERIAL[:ifNN]"), "{e}");
     }
 
     /// The keys of every error of a manual-power board after `edit`.

@@ -5,7 +5,8 @@
 //! A console opened from a device path survives its transport going away (a USB-serial
 //! adapter re-enumerating): the broker waits for the same path to come back, reopens it and
 //! logs the gap (see [`reopen`]). A network console (`rfc2217://`, `telnet://`, `tcp://`)
-//! is reconnected to its address the same way. Subscribers see one uninterrupted stream;
+//! is reconnected to its address the same way, and a USB adapter named by its serial
+//! number or port (`usb-serial:`, `usb-path:`) is looked up in sysfs again (see [`usb`]). Subscribers see one uninterrupted stream;
 //! only when the path stays away past the board's limit does the console close.
 
 pub mod log;
@@ -13,6 +14,7 @@ pub mod reopen;
 pub mod ser2net;
 pub mod telnet;
 pub mod transport;
+pub mod usb;
 
 use crate::config::board::ConsoleDevice;
 use log::ConsoleLog;
@@ -84,9 +86,11 @@ impl Console {
     }
 
     /// Opens a `console.device` value: a network console URL is connected to (and, for
-    /// telnet, negotiated with) within [`transport::CONNECT_TIMEOUT`]; anything else is
-    /// opened as a device path, as by [`Console::open`]. With `reopen_within`, a lost
-    /// transport is reopened or reconnected.
+    /// telnet, negotiated with) within [`transport::CONNECT_TIMEOUT`]; a USB adapter by
+    /// identity is found in sysfs (`/sys`) and its tty opened; anything else is opened as
+    /// a device path, as by [`Console::open`]. With `reopen_within`, a lost transport is
+    /// reopened or reconnected (a USB adapter looked up again: it may come back under
+    /// another ttyUSB number).
     pub async fn open_device(
         device: &str,
         baud: u32,
@@ -94,15 +98,40 @@ impl Console {
         log_path: &Path,
         title: &str,
     ) -> std::io::Result<Console> {
-        let ConsoleDevice::Net(net) = ConsoleDevice::parse(device)
+        let target = match ConsoleDevice::parse(device)
             .unwrap_or_else(|_| ConsoleDevice::Path(device.to_string()))
-        else {
-            return Self::open(device, baud, reopen_within, log_path, title);
+        {
+            ConsoleDevice::Net(net) => Target::Net(net),
+            ConsoleDevice::Usb(adapter) => Target::Usb {
+                adapter,
+                sysfs: usb::SysfsRoot::default(),
+            },
+            _ => return Self::open(device, baud, reopen_within, log_path, title),
         };
-        let transport = Transport::connect(&net, baud, transport::CONNECT_TIMEOUT).await?;
-        let log = ConsoleLog::create(log_path, title)?;
+        Self::open_target(target, baud, reopen_within, log_path, title).await
+    }
+
+    /// Opens a network console or a USB adapter by identity (see [`Console::open_device`]).
+    pub async fn open_target(
+        target: Target,
+        baud: u32,
+        reopen_within: Option<Duration>,
+        log_path: &Path,
+        title: &str,
+    ) -> std::io::Result<Console> {
+        let (transport, found) = match &target {
+            Target::Usb { adapter, sysfs } => {
+                let tty = usb::resolve(sysfs, adapter).map_err(std::io::Error::other)?;
+                (Transport::open_serial(&tty, baud)?, Some(tty))
+            }
+            t => (t.open(baud, transport::CONNECT_TIMEOUT).await?, None),
+        };
+        let mut log = ConsoleLog::create(log_path, title)?;
+        if let Some(tty) = found {
+            let _ = log.mark(&format!("{target} is {tty}"));
+        }
         let reopen = reopen_within.map(|within| Reopen {
-            target: Target::Net(net),
+            target,
             baud,
             within,
         });

@@ -8,12 +8,15 @@
 //! held, or was never sent, is named in the log rather than silently dropped.
 //!
 //! A network console (ser2net restarted, the exporter rebooted, a link dropped) is
-//! reconnected the same way: its address is tried until it accepts again.
+//! reconnected the same way: its address is tried until it accepts again. A USB adapter
+//! named by its serial number or port is looked up in sysfs at every try, so it is found
+//! again under whatever ttyUSB/ttyACM number it comes back as.
 
 use super::log::ConsoleLog;
 use super::transport::Transport;
+use super::usb::SysfsRoot;
 use super::Input;
-use crate::config::board::NetConsole;
+use crate::config::board::{NetConsole, UsbAdapter};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -39,6 +42,11 @@ pub enum Target {
     Serial(String),
     /// A network console's URL.
     Net(NetConsole),
+    /// A USB-serial adapter by serial number or port, found under `sysfs`.
+    Usb {
+        adapter: UsbAdapter,
+        sysfs: SysfsRoot,
+    },
 }
 
 impl std::fmt::Display for Target {
@@ -46,6 +54,7 @@ impl std::fmt::Display for Target {
         match self {
             Target::Serial(p) => f.write_str(p),
             Target::Net(n) => write!(f, "{n}"),
+            Target::Usb { adapter, .. } => write!(f, "{adapter}"),
         }
     }
 }
@@ -56,13 +65,17 @@ impl Target {
         match self {
             Target::Serial(p) => Transport::open_serial(p, baud),
             Target::Net(n) => Transport::connect(n, baud, within).await,
+            Target::Usb { adapter, sysfs } => {
+                let tty = super::usb::resolve(sysfs, adapter).map_err(std::io::Error::other)?;
+                Transport::open_serial(&tty, baud)
+            }
         }
     }
 
     /// "reopened" for a device, "reconnected" for an address.
     pub fn back(&self) -> &'static str {
         match self {
-            Target::Serial(_) => "reopened",
+            Target::Serial(_) | Target::Usb { .. } => "reopened",
             Target::Net(_) => "reconnected",
         }
     }

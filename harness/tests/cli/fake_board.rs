@@ -241,52 +241,186 @@ fn a_panic_fails_its_check_the_next_gets_a_fresh_boot_and_a_vanished_board_is_la
     );
 }
 
-#[test]
-fn live_console_shows_the_fake_and_passes_typed_input() {
-    use std::io::{Read, Write};
-    use std::process::Stdio;
-    let fake = Fake::new(|t| t);
-    let console_dir = tempfile::tempdir().unwrap();
-    let mut child = hil()
-        .current_dir(console_dir.path())
-        .envs(fake.env())
-        .args(["console", BOARD])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn hil console");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut g = crate::sim::Guard(child);
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut b = [0u8; 4096];
-        while let Ok(n @ 1..) = stdout.read(&mut b) {
-            seen.extend_from_slice(&b[..n]);
-            let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+/// `hil console` on the fake board in a temp working dir: typed input, the terminal's
+/// text so far, and stderr collected when it exits.
+struct LiveConsole {
+    dir: tempfile::TempDir,
+    stdin: std::process::ChildStdin,
+    shown: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::mpsc::Receiver<String>,
+    g: crate::sim::Guard,
+}
+
+impl LiveConsole {
+    fn spawn(fake: &Fake, extra: &[&str]) -> LiveConsole {
+        use std::io::Read;
+        use std::process::Stdio;
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["console", BOARD];
+        args.extend_from_slice(extra);
+        let mut child = hil()
+            .current_dir(dir.path())
+            .envs(fake.env())
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hil console");
+        let stdin = child.stdin.take().unwrap();
+        let read_all = |mut r: Box<dyn Read + Send>, each: bool| {
+            let (tx, rx) = std::sync::mpsc::channel::<String>();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut b = [0u8; 4096];
+                while let Ok(n @ 1..) = r.read(&mut b) {
+                    seen.extend_from_slice(&b[..n]);
+                    if each {
+                        let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+                    }
+                }
+                let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+            });
+            rx
+        };
+        let shown = read_all(Box::new(child.stdout.take().unwrap()), true);
+        let stderr = read_all(Box::new(child.stderr.take().unwrap()), false);
+        LiveConsole {
+            dir,
+            stdin,
+            shown,
+            stderr,
+            g: crate::sim::Guard(child),
         }
-    });
-    let wait_text = |needle: &str| -> String {
+    }
+
+    /// What the terminal shows once it shows `needle`.
+    fn wait_text(&self, needle: &str) -> String {
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             let left = end.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+            match self.shown.recv_timeout(left) {
                 Ok(s) if s.contains(needle) => return s,
                 Ok(_) => {}
                 Err(_) => panic!("{needle:?} not shown within 30 s"),
             }
         }
-    };
-    wait_text("Hit any key to stop autoboot");
-    stdin.write_all(b" ").unwrap();
-    wait_text("=> ");
-    stdin.write_all(b"echo typed-through-hil\r").unwrap();
-    let shown = wait_text("\ntyped-through-hil");
+    }
+
+    fn type_in(&mut self, data: &[u8]) {
+        use std::io::Write;
+        self.stdin.write_all(data).unwrap();
+    }
+
+    /// Ctrl-] quits (and powers the board off): the exit code and stderr.
+    fn quit(mut self) -> (i32, String) {
+        self.type_in(&[0x1d]);
+        let code = wait_exit(&mut self.g, Duration::from_secs(30));
+        let err = self
+            .stderr
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_default();
+        (code, err)
+    }
+
+    fn console_log(&self) -> String {
+        let p = self
+            .dir
+            .path()
+            .join("reports/console/fake-board/console.log");
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+}
+
+#[test]
+fn live_console_shows_the_fake_and_passes_typed_input() {
+    let fake = Fake::new(|t| t);
+    let mut c = LiveConsole::spawn(&fake, &[]);
+    c.wait_text("Hit any key to stop autoboot");
+    c.type_in(b" ");
+    c.wait_text("=> ");
+    c.type_in(b"echo typed-through-hil\r");
+    let shown = c.wait_text("\ntyped-through-hil");
     assert!(shown.contains("U-Boot 2023.01"), "banner shown: {shown}");
-    stdin.write_all(&[0x1d]).unwrap(); // Ctrl-] quits and powers the board off
-    assert_eq!(wait_exit(&mut g, Duration::from_secs(30)), 0);
+    assert_eq!(c.quit().0, 0);
+}
+
+/// Where `needle` is in `log`, which must hold it.
+fn at(log: &str, needle: &str) -> usize {
+    log.find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} in the console log:\n{log}"))
+}
+
+#[test]
+fn console_to_linux_walks_the_board_to_its_shell_then_hands_it_over() {
+    let fake = Fake::new(|t| t);
+    let mut c = LiveConsole::spawn(&fake, &["--to", "linux"]);
+    let shown = c.wait_text("/ # ");
+    // The boot went to the log, not to the terminal: hil walked it.
+    assert!(!shown.contains("Hit any key"), "{shown}");
+    c.type_in(b"echo typed-through-hil\r");
+    c.wait_text("\ntyped-through-hil");
+    let log = c.console_log();
+    let (code, err) = c.quit();
+    assert_eq!(code, 0, "{err}");
+    assert!(at(&log, "U-Boot 2023.01") < at(&log, "hil: board ready"));
+    assert!(
+        at(&log, "hil: board ready")
+            < at(
+                &log,
+                "### hil: hil console: reached linux; console handed over"
+            )
+    );
+    assert!(
+        at(&log, "console handed over") < at(&log, "echo typed-through-hil"),
+        "{log}"
+    );
+    for line in [
+        "hil: fake-board: reaching bootloader… reached in ",
+        "hil: fake-board: reaching linux… reached in ",
+        "hil: fake-board: powered off",
+    ] {
+        assert!(err.contains(line), "{line:?} in {err}");
+    }
+}
+
+#[test]
+fn console_to_bootloader_stops_at_the_uboot_prompt() {
+    let fake = Fake::new(|t| t);
+    let mut c = LiveConsole::spawn(&fake, &["--to", "bootloader"]);
+    let shown = c.wait_text("=> ");
+    assert!(!shown.contains("Hit any key"), "{shown}");
+    c.type_in(b"echo at-the-prompt\r");
+    c.wait_text("\nat-the-prompt");
+    let log = c.console_log();
+    let (code, err) = c.quit();
+    assert_eq!(code, 0, "{err}");
+    assert!(at(&log, "Bytes transferred") < at(&log, "reached bootloader; console handed over"));
+    assert!(!log.contains("Starting kernel"), "{log}");
+    assert!(!log.contains("hil: board ready"), "{log}");
+    assert!(!err.contains("reaching linux"), "{err}");
+}
+
+#[test]
+fn console_to_guest_without_a_guest_table_is_a_config_error_naming_the_file() {
+    let fake = Fake::new(|t| t);
+    let dir = tempfile::tempdir().unwrap();
+    let o = hil()
+        .current_dir(dir.path())
+        .envs(fake.env())
+        .args(["console", BOARD, "--to", "guest"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("boards/fake-board.toml: board fake-board has no [guest] table"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("reports").exists(),
+        "the board was not touched"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! The lab engineer's verbs through the CLI: `hil power` and `hil ssh` are refused while a
-//! run holds the board (exit 3, naming the holder), `hil power status` shows the holder
-//! without taking the lease, and `hil power BOARD cycle` on a command-powered board runs
+//! The lab engineer's verbs through the CLI: `hil power`, `hil ssh` and `hil console --to`
+//! are refused while a run holds the board (exit 3, naming the holder), `hil power status`
+//! shows the holder without taking the lease, and `hil power BOARD cycle` on a command-powered board runs
 //! its commands once the board is free. (`hil ssh` running a command on the fake board's
 //! SSH server is tested beside the verb, in harness/src/verbs/ssh.rs.)
 
@@ -44,7 +44,7 @@ shell_timeout_s = 10
 }
 
 #[test]
-fn power_and_ssh_are_refused_while_a_run_holds_the_board() {
+fn power_ssh_and_console_to_are_refused_while_a_run_holds_the_board() {
     let fake = Fake::new(|t| t);
     let tmp = tempfile::tempdir().unwrap();
     let hold = tmp.path().join("hold.toml");
@@ -82,6 +82,11 @@ fn power_and_ssh_are_refused_while_a_run_holds_the_board() {
         );
     };
     refused(&["ssh", BOARD, "echo", "hi"]);
+    refused(&["console", BOARD, "--to", "linux"]);
+    assert!(
+        !tmp.path().join("reports/console").exists(),
+        "the refused console walked nothing"
+    );
 
     // The same board name, now powered by relay commands (the run keeps the file it read).
     let log = tmp.path().join("relay.log");
