@@ -12,12 +12,29 @@ fn run_rcar(suite: &str, out: &std::path::Path) -> (i32, serde_json::Value) {
     crate::sim::run_suite(suite, "sim-rcar", out, &[])
 }
 
+/// suites/rcar-passthrough.toml as shipped, with a 16 KiB sertest instead of 64 KiB (the
+/// emulated link moves a few hundred bytes/s), followed by the failing checks of
+/// tests/data/suites/rcar-faults.toml.
+fn shipped_suite_then_faults(dir: &std::path::Path) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(repo().join("suites/rcar-passthrough.toml")).unwrap();
+    assert!(shipped.contains("\nbytes = 65536\n") && shipped.contains("\ntimeout_s = 1200\n"));
+    let shipped = shipped
+        .replace("\nbytes = 65536\n", "\nbytes = 16384\n")
+        .replace("\ntimeout_s = 1200\n", "\ntimeout_s = 600\n");
+    let faults = std::fs::read_to_string(data("suites/rcar-faults.toml")).unwrap();
+    let checks = &faults[faults.find("[[check]]").expect("a check")..];
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join("rcar-passthrough-then-faults.toml");
+    std::fs::write(&p, format!("{shipped}\n{checks}")).unwrap();
+    p
+}
+
 #[test]
 fn rcar_flow_passes_gpio_and_sertest_blocks_vfio_platform_and_fails_on_missing_edges_and_corruption(
 ) {
     let _l = lock();
     let out = out_dir("rcar");
-    let suite = data("suites/rcar-ci.toml");
+    let suite = shipped_suite_then_faults(&out_dir("rcar-suite"));
     let (code, results) = run_rcar(suite.to_str().unwrap(), &out);
 
     let vp = case(&results, "sim-rcar", "vfio-platform");
