@@ -60,6 +60,8 @@ pub struct BoardSession {
     guest: Option<Guest>,
     /// Console gaps (transport lost and reopened) of the consoles already closed.
     past_console_gaps: u64,
+    /// How long those consoles were without transport.
+    past_console_gap_time: std::time::Duration,
 }
 
 impl BoardSession {
@@ -81,6 +83,7 @@ impl BoardSession {
             uploaded: BTreeMap::new(),
             guest: None,
             past_console_gaps: 0,
+            past_console_gap_time: std::time::Duration::ZERO,
         }
     }
 
@@ -88,6 +91,15 @@ impl BoardSession {
     /// this run, over every boot.
     pub fn console_gaps(&self) -> u64 {
         self.past_console_gaps + self.console.as_ref().map_or(0, |c| c.gaps())
+    }
+
+    /// How long the console was without transport during this run, over every gap.
+    pub fn console_gap_time(&self) -> std::time::Duration {
+        self.past_console_gap_time
+            + self
+                .console
+                .as_ref()
+                .map_or_else(Default::default, |c| c.gap_time())
     }
 
     pub fn console(&self) -> Option<&Console> {
@@ -139,6 +151,7 @@ impl BoardSession {
         let r = self.power.off().await;
         if let Some(c) = self.console.take() {
             self.past_console_gaps += c.gaps();
+            self.past_console_gap_time += c.gap_time();
         }
         self.state = State::Off;
         r.map_err(StepError::from)

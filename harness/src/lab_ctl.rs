@@ -1,7 +1,9 @@
 //! `hil lab up|down`: a sim board running in the background for interactive work.
 //!
 //! `up` starts the board's QEMU paused and records it in `<board_dir>/lab-up.json`;
-//! `hil console` then attaches and lets the CPU run, so nothing printed is lost.
+//! `hil console` then attaches and lets the CPU run, so nothing printed is lost. A board
+//! whose serial port `qemu.args` wire to a socket (an exporter's relay, see
+//! `boards/sim-rk3588-exported.toml`) runs at once: its console is already connected.
 
 use crate::config::{expand, Board};
 use crate::power::qemu::QemuPower;
@@ -68,24 +70,43 @@ pub async fn up((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
     leases.try_acquire(&board.name, &crate::lease::Leases::lab_up_owner(), ttl)?;
     let mut q = QemuPower::new_detached(&board, dir.clone());
     // A board whose serial port qemu.args wire to a relay has its console at its own path.
-    let pty = match q.arm().await {
-        Ok(p) => p.unwrap_or_else(|| board.console.device.clone()),
+    let armed = match q.arm().await {
+        Ok(p) => p,
         Err(e) => {
             let _ = leases.release_lab_up(&board.name);
             return Err(e.into());
         }
     };
+    // A wired port's socket chardev connected while QEMU started (a client without
+    // `reconnect` connects before the machine is created, or QEMU exits), so whatever is on
+    // the far side sees the board from reset: the CPU can run now. This is how an exporter
+    // host's board is powered: `up` is the PDU's "on" command, and nobody attaches here.
+    let wired = armed.is_none();
+    if wired {
+        if let Err(e) = q.on().await {
+            let _ = leases.release_lab_up(&board.name);
+            return Err(e.into());
+        }
+    }
+    let pty = armed.unwrap_or_else(|| board.console.device.clone());
     let st = UpState {
         pid: q.pid().unwrap_or(0),
         pty: pty.clone(),
         qmp: q.qmp_path(),
     };
     std::fs::write(state_path(&dir), serde_json::to_vec_pretty(&st)?)?;
-    println!(
-        "{} is up (paused until a console attaches): QEMU pid {}, console {pty}",
-        board.name, st.pid
-    );
-    println!("attach with: hil console {}", board.name);
+    if wired {
+        println!(
+            "{} is up and running: QEMU pid {}, serial port wired to {pty}",
+            board.name, st.pid
+        );
+    } else {
+        println!(
+            "{} is up (paused until a console attaches): QEMU pid {}, console {pty}",
+            board.name, st.pid
+        );
+        println!("attach with: hil console {}", board.name);
+    }
     Ok(())
 }
 

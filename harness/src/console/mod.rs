@@ -42,6 +42,8 @@ struct Shared {
     closed: watch::Sender<Option<String>>,
     received: AtomicU64,
     gaps: AtomicU64,
+    /// How long the transport was away over all gaps, in milliseconds.
+    gap_ms: AtomicU64,
 }
 
 impl Shared {
@@ -156,6 +158,7 @@ impl Console {
             closed,
             received: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
+            gap_ms: AtomicU64::new(0),
         });
         let (input, input_rx) = mpsc::unbounded_channel();
         tokio::spawn(broker(transport, reopen, log, shared.clone(), input_rx));
@@ -203,6 +206,11 @@ impl Console {
     /// How many times the transport went away and was reopened.
     pub fn gaps(&self) -> u64 {
         self.shared.gaps.load(Ordering::Relaxed)
+    }
+
+    /// How long the transport was away, over all its gaps.
+    pub fn gap_time(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shared.gap_ms.load(Ordering::Relaxed))
     }
 
     /// `Some(reason)` once the transport has ended.
@@ -254,6 +262,9 @@ async fn broker(
             Ok((t, gap)) => {
                 transport = t;
                 shared.gaps.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .gap_ms
+                    .fetch_add(gap.as_millis() as u64, Ordering::Relaxed);
                 let note = format!(
                     "console gap: {:.1} s without transport ({} {}; what the board printed meanwhile is lost)",
                     gap.as_secs_f64(),

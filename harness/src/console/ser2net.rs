@@ -37,21 +37,34 @@ impl Ser2net {
     /// Exports `device` on 127.0.0.1:`port`. `accepter` is `telnet(rfc2217)`, `telnet` or
     /// `tcp`. Returns once the port accepts connections.
     pub fn start(accepter: &str, port: u16, device: &Path) -> anyhow::Result<Ser2net> {
+        Ser2net::start_exports("127.0.0.1", &[(accepter, port)], device)
+    }
+
+    /// Exports `device` on `host` once per (accepter, port), as a lab's exporter publishes
+    /// one adapter in RFC 2217 mode and again in raw mode. One connection at a time holds
+    /// the device. `port` is the first export's. Returns once every port accepts.
+    pub fn start_exports(
+        host: &str,
+        exports: &[(&str, u16)],
+        device: &Path,
+    ) -> anyhow::Result<Ser2net> {
+        let port = exports.first().context("no export")?.1;
         let dir = std::env::temp_dir().join(format!("hil-ser2net-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let cfg = dir.join("ser2net.yaml");
-        let accepter = if accepter == "tcp" {
-            format!("tcp,127.0.0.1,{port}")
-        } else {
-            format!("{accepter},tcp,127.0.0.1,{port}")
-        };
-        std::fs::write(
-            &cfg,
-            format!(
-                "connection: &con0\n  accepter: {accepter}\n  connector: serialdev,{},115200n81,local\n  options:\n    kickolduser: true\n",
+        let mut yaml = String::new();
+        for (i, (accepter, port)) in exports.iter().enumerate() {
+            let accepter = if *accepter == "tcp" {
+                format!("tcp,{host},{port}")
+            } else {
+                format!("{accepter},tcp,{host},{port}")
+            };
+            yaml.push_str(&format!(
+                "connection: &con{i}\n  accepter: {accepter}\n  connector: serialdev,{},115200n81,local\n  options:\n    kickolduser: true\n",
                 device.display()
-            ),
-        )?;
+            ));
+        }
+        std::fs::write(&cfg, yaml)?;
         let child = Command::new(SER2NET)
             .arg("-c")
             .arg(&cfg)
@@ -63,14 +76,16 @@ impl Ser2net {
             .spawn()
             .with_context(|| format!("starting {SER2NET} (apt-get install ser2net)"))?;
         let s = Ser2net { child, dir, port };
-        // Ready once the port accepts (a probe connection opens and closes the device).
+        // Ready once the ports accept (a probe connection opens and closes the device).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "ser2net did not listen on 127.0.0.1:{port} within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        for (_, port) in exports {
+            while std::net::TcpStream::connect((host, *port)).is_err() {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "ser2net did not listen on {host}:{port} within 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         std::thread::sleep(Duration::from_millis(200));
         Ok(s)

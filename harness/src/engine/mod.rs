@@ -660,11 +660,15 @@ impl BoardRun {
             ));
         }
         // Each gap is also marked in the console log and fails no case by itself; the
-        // count tells a reader of the report that some of the board's output was lost.
-        self.send_props(BTreeMap::from([(
-            "console_gaps".to_string(),
-            s.console_gaps().to_string(),
-        )]));
+        // count and the time without transport tell a reader of the report that some of
+        // the board's output was lost, and how much of the run that was.
+        self.send_props(BTreeMap::from([
+            ("console_gaps".to_string(), s.console_gaps().to_string()),
+            (
+                "console_gap_s".to_string(),
+                format!("{:.1}", s.console_gap_time().as_secs_f64()),
+            ),
+        ]));
     }
 
     /// Powers the board off between attempts (it boots again for the next), unless the

@@ -14,6 +14,8 @@
 //! The client is written by hand (HTTP/1.1, `Connection: close`, a bounded answer): four
 //! GET requests do not need an HTTP crate.
 
+pub mod daemon;
+
 use super::PowerError;
 use crate::config::board::{PowerCfg, PDUDAEMON_CYCLE_DELAY_S};
 use std::time::Duration;

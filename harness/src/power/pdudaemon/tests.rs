@@ -4,9 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+use super::daemon::PduDaemon;
 use super::*;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,85 +29,14 @@ fn power(port: u16, pdu: &str, outlet: u32, timeout_s: u64) -> PduDaemonPower {
     }
 }
 
-/// A pdudaemon of this test: stopped by its PID when dropped, also when the test fails.
-struct PduDaemon {
-    child: std::process::Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl PduDaemon {
-    /// Starts pdudaemon with one `localcmdline` PDU `lab` whose commands append
-    /// `OUTLET on|off` to `outlets`, and waits until it listens.
-    fn start(dir: &Path, outlets: &Path) -> PduDaemon {
-        let exe = ["/usr/sbin/pdudaemon", "/usr/bin/pdudaemon"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())
-            .unwrap_or_else(|| {
-                panic!("pdudaemon is not installed: apt-get install --no-install-recommends pdudaemon (.ci/run does)")
-            });
-        let port = free_port();
-        let cmd = |word: &str| format!("echo \"%s {word}\" >> '{}'", outlets.display());
-        let conf = serde_json::json!({
-            "daemon": {
-                "hostname": "127.0.0.1",
-                "port": port,
-                "logging_level": "DEBUG",
-                "listener": "http"
-            },
-            "pdus": {
-                "lab": {"driver": "localcmdline", "cmd_on": cmd("on"), "cmd_off": cmd("off")}
-            }
-        });
-        let conf_path = dir.join("pdudaemon.conf");
-        std::fs::write(&conf_path, conf.to_string()).unwrap();
-        let log = dir.join("pdudaemon.log");
-        let child = std::process::Command::new(exe)
-            .arg("--conf")
-            .arg(&conf_path)
-            .arg("--logfile")
-            .arg(&log)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("pdudaemon.stderr")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut d = PduDaemon { child, port, log };
-        let end = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(st) = d.child.try_wait().unwrap() {
-                panic!("pdudaemon exited ({st}): {}", d.logs(dir));
-            }
-            assert!(
-                Instant::now() < end,
-                "pdudaemon listens within 60 s: {}",
-                d.logs(dir)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        d
-    }
-
-    fn logs(&self, dir: &Path) -> String {
-        let r = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-        format!("{}{}", r(self.log.clone()), r(dir.join("pdudaemon.stderr")))
-    }
-}
-
-impl Drop for PduDaemon {
-    fn drop(&mut self) {
-        // SAFETY: the pid is our own child, not yet waited for, so it is still ours.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts pdudaemon with one `localcmdline` PDU `lab` whose commands append
+/// `OUTLET on|off` to `outlets`.
+fn start_daemon(dir: &Path, outlets: &Path) -> PduDaemon {
+    let cmd = |word: &str| format!("echo \"%s {word}\" >> '{}'", outlets.display());
+    let pdus = serde_json::json!({
+        "lab": {"driver": "localcmdline", "cmd_on": cmd("on"), "cmd_off": cmd("off")}
+    });
+    PduDaemon::start(dir, "127.0.0.1", free_port(), pdus).unwrap()
 }
 
 /// Waits (pdudaemon may queue) until `path` holds `want`.
@@ -130,7 +60,7 @@ fn wait_for_text(path: &Path, want: &str, limit: Duration) {
 async fn on_off_and_cycle_switch_the_outlet_through_pdudaemon() {
     let dir = tempfile::tempdir().unwrap();
     let outlets = dir.path().join("outlets.log");
-    let d = PduDaemon::start(dir.path(), &outlets);
+    let d = start_daemon(dir.path(), &outlets);
     let mut p = power(d.port, "lab", 3, 20);
     p.on().await.unwrap();
     wait_for_text(&outlets, "3 on\n", Duration::from_secs(60));
