@@ -22,7 +22,7 @@ fn shipped_suite_then_faults(dir: &std::path::Path) -> std::path::PathBuf {
         .replace("\nbytes = 65536\n", "\nbytes = 16384\n")
         .replace("\ntimeout_s = 1200\n", "\ntimeout_s = 600\n");
     let faults = std::fs::read_to_string(data("suites/rcar-faults.toml")).unwrap();
-    let checks = &faults[faults.find("[[check]]").expect("a check")..];
+    let checks = &faults[faults.find("\n[[check]]").expect("a check")..];
     std::fs::create_dir_all(dir).unwrap();
     let p = dir.join("rcar-passthrough-then-faults.toml");
     std::fs::write(&p, format!("{shipped}\n{checks}")).unwrap();

@@ -130,7 +130,7 @@ fn interrupt_during_the_guest_restores_drivers() {
 fn vfio_suite_then_corruption(out: &Path) -> PathBuf {
     let shipped = std::fs::read_to_string(repo().join("suites/rk3588-vfio.toml")).unwrap();
     let corrupt = std::fs::read_to_string(data("suites/nvme-corrupt.toml")).unwrap();
-    let check = &corrupt[corrupt.find("[[check]]").expect("a check")..];
+    let check = &corrupt[corrupt.find("\n[[check]]").expect("a check")..];
     std::fs::create_dir_all(out).unwrap();
     let p = out.join("rk3588-vfio-then-corruption.toml");
     std::fs::write(&p, format!("{shipped}\n{check}timeout_s = 300\n")).unwrap();
