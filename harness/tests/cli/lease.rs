@@ -227,3 +227,71 @@ fn pg_runs_on_two_lab_hosts_sharing_one_database_never_share_the_board() {
     assert!(db.read(BOARD).unwrap().is_none());
     assert_eq!(std::fs::read_dir(fake.leases()).unwrap().count(), 0);
 }
+
+#[test]
+fn pg_a_run_whose_token_went_stale_stops_and_leaves_the_new_holder_alone() {
+    let pg = hil::lease::pg_cluster::Cluster::start().unwrap_or_else(|e| panic!("{e:#}"));
+    let url = pg.url();
+    // Heartbeats every 0.5 s: the hold check (3 s) is still running when one finds out.
+    let fake = Fake::new(|t| t + "\n[lease]\nttl_s = 2\n");
+    let out = fake.out("pg-stale");
+    let mut env = fake.env();
+    env.push(("HIL_DATABASE_URL", url.clone()));
+    env.push(("HIL_HOST", "lab-a".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let hold = suite("fake-hold");
+    let (mut g, _rx) = spawn_hil(
+        &[
+            "run",
+            &hold,
+            "--board",
+            BOARD,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &env,
+    );
+    crate::sim::wait_for_file_text(&out.join("boards/fake-board/console.log"), "sleep 3", LIMIT);
+    // Another host is granted the board behind the run's back (as after an expiry that
+    // the run did not notice): a new token, a new holder.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let n = db
+            .execute(
+                "UPDATE leases SET token = nextval('lease_token'), host = 'lab-b', pid = 7
+                 WHERE board = $1",
+                &[&BOARD],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    });
+    assert_eq!(wait_exit(&mut g, LIMIT), 3);
+    let r = read_json(&out.join("results.json"));
+    let hold = case(&r, BOARD, "hold");
+    assert_eq!(hold["outcome"], "error:infrastructure", "{hold}");
+    let msg = hold["message"].as_str().unwrap();
+    assert!(
+        msg.contains("lease of board fake-board lost: token") && msg.contains("is stale"),
+        "{msg}"
+    );
+    assert!(msg.contains("@lab-b, pid 7"), "{msg}");
+    let td = case(&r, BOARD, "teardown");
+    assert!(
+        td["message"].as_str().unwrap().starts_with("not torn down"),
+        "{td}"
+    );
+    // The run neither renewed nor released the new holder's row.
+    let row = hil::lease::pg::PgLeases::new(&url)
+        .read(BOARD)
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.owner.host.as_str(), row.owner.pid), ("lab-b", 7));
+}
