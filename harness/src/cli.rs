@@ -302,9 +302,12 @@ fn boards_cmd(check: bool) -> anyhow::Result<i32> {
                     if check { "  ok" } else { "" }
                 );
                 match leases.read(&b.name) {
-                    Some(l) if !l.expired(now) => println!("{:<22} lease: {}", "", l.describe(now)),
-                    Some(l) => println!("{:<22} lease: free ({})", "", l.describe(now)),
-                    None => println!("{:<22} lease: free", ""),
+                    Ok(Some(l)) if !l.expired(now) => {
+                        println!("{:<22} lease: {}", "", l.describe(now))
+                    }
+                    Ok(Some(l)) => println!("{:<22} lease: free ({})", "", l.describe(now)),
+                    Ok(None) => println!("{:<22} lease: free", ""),
+                    Err(e) => println!("{:<22} lease: unknown ({e})", ""),
                 }
             }
             Err(e) => {

@@ -1,6 +1,11 @@
-//! Board leases: one run uses a board at a time, across processes and users.
+//! Board leases: one run uses a board at a time, across processes, users and lab hosts.
 //!
-//! A lease is a JSON file `<dir>/<board>.json` naming its owner (job id, user, host, pid,
+//! Two coordinators keep them, behind [`Leases`]: JSON files on this host ([`FileLeases`],
+//! the default), or a PostgreSQL database shared by several lab hosts ([`pg::PgLeases`],
+//! when `HIL_DATABASE_URL` is set). Both grant, renew, fence and release the same way and
+//! describe a holder in the same words.
+//!
+//! A file lease is a JSON file `<dir>/<board>.json` naming its owner (job id, user, host, pid,
 //! run id) with a heartbeat and a time to live. The holder refreshes the heartbeat while it
 //! runs; a lease whose heartbeat is older than its TTL has expired and may be taken over,
 //! so a board held by a killed job frees itself. Reading and replacing a lease happen under
@@ -8,8 +13,10 @@
 //! cannot both win. The lease file itself is replaced atomically (write, then rename).
 //!
 //! The directory is `HIL_LEASE_DIR`, else `/var/tmp/hil-leases` (created mode 1777, so
-//! every user of a lab host shares it). For several lab hosts, point `HIL_LEASE_DIR` at a
-//! shared filesystem with working `flock`.
+//! every user of a lab host shares it).
+
+pub mod pg;
+pub mod pg_cluster;
 
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -43,7 +50,7 @@ impl Owner {
         Owner {
             job,
             user: std::env::var("USER").unwrap_or_else(|_| format!("uid{}", current_uid())),
-            host: hostname(),
+            host: this_host(),
             pid: std::process::id(),
             run_id: run_id.into(),
         }
@@ -60,6 +67,16 @@ impl Owner {
 fn current_uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.
     unsafe { libc::getuid() }
+}
+
+/// The name of this lab host in a lease's holder: `HIL_HOST`, else the hostname (lab hosts
+/// cloned from one image may share a hostname, hence the override).
+pub fn this_host() -> String {
+    std::env::var("HIL_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(hostname)
 }
 
 fn hostname() -> String {
@@ -142,21 +159,137 @@ pub enum LeaseError {
     LockTimeout { path: String, secs: u64 },
     #[error("lease directory {dir}: {err}")]
     Io { dir: String, err: String },
+    /// The lease database could not be reached or refused a statement. `url` has no
+    /// password.
+    #[error("lease database HIL_DATABASE_URL={url}: {err}")]
+    Db { url: String, err: String },
+}
+
+/// Where this host's leases are kept: files, or the lab's PostgreSQL.
+#[derive(Debug, Clone)]
+pub enum Leases {
+    Files(FileLeases),
+    Pg(pg::PgLeases),
+}
+
+impl Leases {
+    /// `HIL_DATABASE_URL` (`postgres://user@host:port/db`) when set, else the lease files
+    /// of `HIL_LEASE_DIR` (default [`DEFAULT_DIR`]). Nothing is connected yet: a database
+    /// that cannot be reached is an error of the first lease step, naming the URL.
+    pub fn from_env() -> Leases {
+        match std::env::var("HIL_DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => Leases::Pg(pg::PgLeases::shared(url.trim())),
+            _ => Leases::Files(FileLeases::from_env()),
+        }
+    }
+
+    /// Lease files in `dir`.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Leases {
+        Leases::Files(FileLeases { dir: dir.into() })
+    }
+
+    /// An error of this coordinator (the directory's, or the database's).
+    fn fault(&self, e: impl std::fmt::Display) -> LeaseError {
+        match self {
+            Leases::Files(f) => f.io(e),
+            Leases::Pg(p) => p.fault(e),
+        }
+    }
+
+    /// The current lease of a board, if any (expired ones included). A record's times are
+    /// on this host's clock (a database's are converted), so `expired(now())` holds here.
+    pub fn read(&self, board: &str) -> Result<Option<Record>, LeaseError> {
+        match self {
+            Leases::Files(f) => Ok(f.read(board)),
+            Leases::Pg(p) => p.read(board),
+        }
+    }
+
+    /// Every lease, by board name.
+    pub fn list(&self) -> Result<Vec<Record>, LeaseError> {
+        match self {
+            Leases::Files(f) => Ok(f.list()),
+            Leases::Pg(p) => p.list(),
+        }
+    }
+
+    /// Takes the board if it is free, expired, or already ours: the record granted and the
+    /// expired record of someone else it replaced, if any. [`LeaseError::Busy`] names the
+    /// holder.
+    pub fn try_acquire(
+        &self,
+        board: &str,
+        owner: &Owner,
+        ttl: Duration,
+    ) -> Result<(Record, Option<Record>), LeaseError> {
+        match self {
+            Leases::Files(f) => f.try_acquire(board, owner, ttl),
+            Leases::Pg(p) => p.try_acquire(board, owner, ttl),
+        }
+    }
+
+    /// Extends the lease; [`LeaseError::Lost`] when this grant is no longer the current one.
+    pub fn renew(&self, rec: &mut Record) -> Result<(), LeaseError> {
+        match self {
+            Leases::Files(f) => f.renew(rec),
+            Leases::Pg(p) => p.renew(rec),
+        }
+    }
+
+    /// The fencing check: `rec` is still the board's current, unexpired grant.
+    pub fn check_current(&self, rec: &Record) -> Result<(), LeaseError> {
+        match self {
+            Leases::Files(f) => f.check_current(rec),
+            Leases::Pg(p) => p.check_current(rec),
+        }
+    }
+
+    /// Gives the board back if `rec` still holds it.
+    pub fn release(&self, rec: &Record) -> Result<(), LeaseError> {
+        match self {
+            Leases::Files(f) => f.release(rec),
+            Leases::Pg(p) => p.release(rec),
+        }
+    }
+
+    /// `hil lab down`: gives back this user's `lab up` lease of the board.
+    pub fn release_lab_up(&self, board: &str) -> Result<(), LeaseError> {
+        match self {
+            Leases::Files(f) => f.release_lab_up(board),
+            Leases::Pg(p) => p.release_lab_up(board),
+        }
+    }
+
+    /// The owner of a board started by `hil lab up`: it outlives the process that took the
+    /// lease, so it is matched by job and user, not by pid.
+    pub fn lab_up_owner() -> Owner {
+        Owner {
+            job: LAB_UP_JOB.into(),
+            ..Owner::this_process("lab-up")
+        }
+    }
+
+    /// Whether `rec` is a `hil lab up` lease of this user (which `hil console` and `hil
+    /// lab down` of the same user may act under).
+    pub fn is_own_lab_up(rec: &Record) -> bool {
+        let me = Owner::this_process("");
+        rec.owner.job == LAB_UP_JOB && rec.owner.user == me.user && rec.owner.host == me.host
+    }
 }
 
 /// The lease directory.
 #[derive(Debug, Clone)]
-pub struct Leases {
+pub struct FileLeases {
     pub dir: PathBuf,
 }
 
-impl Leases {
+impl FileLeases {
     /// `HIL_LEASE_DIR`, else [`DEFAULT_DIR`].
-    pub fn from_env() -> Leases {
+    pub fn from_env() -> FileLeases {
         let dir = std::env::var_os("HIL_LEASE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
-        Leases { dir }
+        FileLeases { dir }
     }
 
     fn io(&self, e: impl std::fmt::Display) -> LeaseError {
@@ -299,28 +432,12 @@ impl Leases {
         self.locked(&rec.board, || self.verify(rec))?
     }
 
-    /// The owner of a board started by `hil lab up`: it outlives the process that took the
-    /// lease, so it is matched by job and user, not by pid.
-    pub fn lab_up_owner() -> Owner {
-        Owner {
-            job: LAB_UP_JOB.into(),
-            ..Owner::this_process("lab-up")
-        }
-    }
-
-    /// Whether `rec` is a `hil lab up` lease of this user (which `hil console` and `hil
-    /// lab down` of the same user may act under).
-    pub fn is_own_lab_up(rec: &Record) -> bool {
-        let me = Owner::this_process("");
-        rec.owner.job == LAB_UP_JOB && rec.owner.user == me.user && rec.owner.host == me.host
-    }
-
     /// `hil lab down`: gives back this user's `lab up` lease of the board.
     pub fn release_lab_up(&self, board: &str) -> Result<(), LeaseError> {
         self.locked(board, || {
             if self
                 .read(board)
-                .is_some_and(|cur| Self::is_own_lab_up(&cur))
+                .is_some_and(|cur| Leases::is_own_lab_up(&cur))
             {
                 std::fs::remove_file(self.file(board)).map_err(|e| self.io(e))?;
             }
@@ -415,7 +532,7 @@ impl Held {
             let (l, b, o) = (leases.clone(), board.to_string(), owner.clone());
             let r = tokio::task::spawn_blocking(move || l.try_acquire(&b, &o, ttl))
                 .await
-                .map_err(|e| leases.io(e))?;
+                .map_err(|e| leases.fault(e))?;
             match r {
                 Ok(x) => break x,
                 Err(LeaseError::Busy { holder, .. }) if wait.enabled => {
@@ -486,7 +603,7 @@ impl Held {
         let (l, rec) = (self.leases.clone(), self.record());
         tokio::task::spawn_blocking(move || l.check_current(&rec))
             .await
-            .map_err(|e| self.leases.io(e))?
+            .map_err(|e| self.leases.fault(e))?
     }
 
     /// Resolves when a heartbeat finds the lease lost, with why.
@@ -503,7 +620,8 @@ impl Held {
         }
     }
 
-    /// Gives the board back (a lock and an unlink: quick enough to do in place).
+    /// Gives the board back (a lock and an unlink, or one statement: quick enough to do in
+    /// place).
     pub fn release(mut self) -> Result<(), LeaseError> {
         self.released = true;
         self.heartbeat.abort();
@@ -541,9 +659,9 @@ mod tests {
         }
     }
 
-    fn dir() -> (tempfile::TempDir, Leases) {
+    fn dir() -> (tempfile::TempDir, FileLeases) {
         let t = tempfile::tempdir().unwrap();
-        let l = Leases {
+        let l = FileLeases {
             dir: t.path().join("leases"),
         };
         (t, l)
@@ -645,7 +763,7 @@ mod tests {
     async fn waiting_queues_until_the_holder_releases() {
         let (_t, l) = dir();
         let (first, _) = Held::acquire(
-            l.clone(),
+            Leases::Files(l.clone()),
             "b",
             owner(1),
             Duration::from_secs(60),
@@ -661,7 +779,7 @@ mod tests {
         let waiter = tokio::spawn(async move {
             let mut seen = Vec::new();
             let r = Held::acquire(
-                l2,
+                Leases::Files(l2),
                 "b",
                 owner(2),
                 Duration::from_secs(60),
@@ -688,7 +806,7 @@ mod tests {
     async fn the_heartbeat_keeps_a_short_lease_alive() {
         let (_t, l) = dir();
         let (held, _) = Held::acquire(
-            l.clone(),
+            Leases::Files(l.clone()),
             "b",
             owner(1),
             Duration::from_secs(1),

@@ -7,7 +7,7 @@
 use super::*;
 use crate::checks::{Check, CheckCtx, CheckFuture, CheckOutput, CheckSpec};
 use crate::config::{ConfigError, Via};
-use crate::lease::Leases;
+use crate::lease::{FileLeases, Leases};
 use crate::report::RunReport;
 use crate::runner::{run, RunOptions};
 
@@ -101,8 +101,8 @@ impl Lab {
         }
     }
 
-    fn leases(&self) -> Leases {
-        Leases {
+    fn leases(&self) -> FileLeases {
+        FileLeases {
             dir: self.dir().join("leases"),
         }
     }
@@ -135,7 +135,7 @@ impl Lab {
             out,
             run_id: "engine-test".into(),
             progress: false,
-            leases: self.leases(),
+            leases: Leases::Files(self.leases()),
             policy: Policy::run(false),
             image_set: None,
         })

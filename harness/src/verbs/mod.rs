@@ -15,7 +15,7 @@ use crate::lease::{Held, LeaseError, Leases, Owner, Wait};
 pub async fn take_lease(board: &Board, verb: &str) -> anyhow::Result<Option<Held>> {
     let leases = Leases::from_env();
     if leases
-        .read(&board.name)
+        .read(&board.name)?
         .is_some_and(|rec| Leases::is_own_lab_up(&rec))
     {
         return Ok(None);
@@ -45,15 +45,17 @@ pub async fn take_lease(board: &Board, verb: &str) -> anyhow::Result<Option<Held
 pub fn lease_line(board: &str) -> String {
     let now = crate::lease::now();
     match Leases::from_env().read(board) {
-        Some(l) if !l.expired(now) => format!("lease: {}", l.describe(now)),
-        Some(l) => format!("lease: free ({})", l.describe(now)),
-        None => "lease: free".into(),
+        Ok(Some(l)) if !l.expired(now) => format!("lease: {}", l.describe(now)),
+        Ok(Some(l)) => format!("lease: free ({})", l.describe(now)),
+        Ok(None) => "lease: free".into(),
+        Err(e) => format!("lease: unknown ({e})"),
     }
 }
 
-/// Whether a live lease holds `board` (someone may be using it right now).
+/// Whether a live lease holds `board` (someone may be using it right now). A lease
+/// database that cannot be asked counts as held: someone may be.
 pub fn held(board: &str) -> bool {
     Leases::from_env()
         .read(board)
-        .is_some_and(|l| !l.expired(crate::lease::now()))
+        .map_or(true, |r| r.is_some_and(|l| !l.expired(crate::lease::now())))
 }

@@ -23,6 +23,10 @@ pub fn hil() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hil"));
     c.current_dir(repo());
     c.env_remove("RUST_BACKTRACE");
+    // A developer's lab database or host name would make the tests share leases with
+    // real runs; a test that wants them sets its own.
+    c.env_remove("HIL_DATABASE_URL");
+    c.env_remove("HIL_HOST");
     // Board leases of this test process, apart from a developer's real runs (a test may
     // set its own HIL_LEASE_DIR).
     c.env("HIL_LEASE_DIR", test_lease_dir());

@@ -1,9 +1,11 @@
 //! Board leases across processes, on the fake board: two runs never use the same board at
 //! once (a second run is refused, or queues with --wait until the first is done), and the
-//! lease of a killed run is taken over once it has expired.
+//! lease of a killed run is taken over once it has expired. With `HIL_DATABASE_URL`, runs
+//! on different lab hosts share one PostgreSQL (a real server started by the test).
 
 use crate::fake_board::{suite, Fake, BOARD, LIMIT};
-use crate::sim::{case, read_json, wait_exit};
+use crate::sim::{case, read_json, spawn_hil, wait_exit};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -122,4 +124,174 @@ fn lease_of_a_killed_run_is_taken_over_after_it_expires() {
     assert!(from.contains(&format!("pid {pid}")), "{props}");
     assert_eq!(case(&r, BOARD, "hold")["outcome"], "pass");
     assert!(!lease_file.exists());
+}
+
+#[test]
+fn pg_runs_on_two_lab_hosts_sharing_one_database_never_share_the_board() {
+    let pg = hil::lease::pg_cluster::Cluster::start().unwrap_or_else(|e| panic!("{e:#}"));
+    let url = pg.url();
+    let db = hil::lease::pg::PgLeases::new(&url);
+    let fake = Fake::new(|t| t);
+    let hold = suite("fake-hold");
+    // `hil run` as the lab host `host` would start it, against the shared database.
+    let spawn = |host: &str, out: &Path, extra: &[&str]| {
+        let mut env = fake.env();
+        env.push(("HIL_DATABASE_URL", url.clone()));
+        env.push(("HIL_HOST", host.to_string()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut args = vec![
+            "run",
+            &hold,
+            "--board",
+            BOARD,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        spawn_hil(&args, &env)
+    };
+
+    let out_a = fake.out("pg-lab-a");
+    let (mut a, _rxa) = spawn("lab-a", &out_a, &[]);
+    let a_pid = a.0.id();
+    wait_for("the run on lab-a takes the lease", LIMIT, || {
+        db.read(BOARD).unwrap().is_some()
+    });
+    let holder = db.read(BOARD).unwrap().unwrap();
+    assert_eq!(
+        (holder.owner.host.as_str(), holder.owner.pid),
+        ("lab-a", a_pid)
+    );
+
+    // Another host, without --wait: refused at once, naming the holder and its host.
+    let out_b = fake.out("pg-lab-b");
+    let (mut b, _rxb) = spawn("lab-b", &out_b, &[]);
+    assert_eq!(wait_exit(&mut b, Duration::from_secs(60)), 3);
+    let rb = read_json(&out_b.join("results.json"));
+    let msg = case(&rb, BOARD, "lease")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.starts_with("board fake-board is busy: held by job"),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("@lab-a, pid {a_pid}, run ")), "{msg}");
+    assert!(!out_b.join("boards/fake-board/console.log").exists());
+
+    // A third host with --wait: its board work starts only after lab-a's run is done.
+    let out_c = fake.out("pg-lab-c");
+    let (mut c, rxc) = spawn("lab-c", &out_c, &["--wait"]);
+    let c_console = out_c.join("boards/fake-board/console.log");
+    let a_code = loop {
+        if let Some(s) = a.0.try_wait().unwrap() {
+            break s.code().unwrap_or(-1);
+        }
+        assert!(
+            !c_console.exists(),
+            "lab-c powered the board while lab-a held it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(a_code, 0);
+    assert_eq!(wait_exit(&mut c, LIMIT), 0);
+    let said: Vec<String> = rxc.try_iter().map(|(_, l)| l).collect();
+    assert!(
+        said.iter().any(
+            |l| l.contains("fake-board: waiting for the board: held by job")
+                && l.contains("@lab-a, pid")
+        ),
+        "{said:#?}"
+    );
+    let ra = read_json(&out_a.join("results.json"));
+    let rc = read_json(&out_c.join("results.json"));
+    assert_eq!(case(&rc, BOARD, "hold")["outcome"], "pass");
+    let token = |r: &serde_json::Value| -> u64 {
+        r["boards"][0]["properties"]["lease_token"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        token(&rc) > token(&ra),
+        "{} then {}",
+        token(&ra),
+        token(&rc)
+    );
+    assert!(rc["boards"][0]["properties"]["lease"]
+        .as_str()
+        .unwrap()
+        .contains("@lab-c, pid"));
+    // Both gave the board back, in the database; no lease file was written.
+    assert!(db.read(BOARD).unwrap().is_none());
+    assert_eq!(std::fs::read_dir(fake.leases()).unwrap().count(), 0);
+}
+
+#[test]
+fn pg_a_run_whose_token_went_stale_stops_and_leaves_the_new_holder_alone() {
+    let pg = hil::lease::pg_cluster::Cluster::start().unwrap_or_else(|e| panic!("{e:#}"));
+    let url = pg.url();
+    // Heartbeats every 0.5 s: the hold check (3 s) is still running when one finds out.
+    let fake = Fake::new(|t| t + "\n[lease]\nttl_s = 2\n");
+    let out = fake.out("pg-stale");
+    let mut env = fake.env();
+    env.push(("HIL_DATABASE_URL", url.clone()));
+    env.push(("HIL_HOST", "lab-a".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let hold = suite("fake-hold");
+    let (mut g, _rx) = spawn_hil(
+        &[
+            "run",
+            &hold,
+            "--board",
+            BOARD,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &env,
+    );
+    crate::sim::wait_for_file_text(&out.join("boards/fake-board/console.log"), "sleep 3", LIMIT);
+    // Another host is granted the board behind the run's back (as after an expiry that
+    // the run did not notice): a new token, a new holder.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let n = db
+            .execute(
+                "UPDATE leases SET token = nextval('lease_token'), host = 'lab-b', pid = 7
+                 WHERE board = $1",
+                &[&BOARD],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    });
+    assert_eq!(wait_exit(&mut g, LIMIT), 3);
+    let r = read_json(&out.join("results.json"));
+    let hold = case(&r, BOARD, "hold");
+    assert_eq!(hold["outcome"], "error:infrastructure", "{hold}");
+    let msg = hold["message"].as_str().unwrap();
+    assert!(
+        msg.contains("lease of board fake-board lost: token") && msg.contains("is stale"),
+        "{msg}"
+    );
+    assert!(msg.contains("@lab-b, pid 7"), "{msg}");
+    let td = case(&r, BOARD, "teardown");
+    assert!(
+        td["message"].as_str().unwrap().starts_with("not torn down"),
+        "{td}"
+    );
+    // The run neither renewed nor released the new holder's row.
+    let row = hil::lease::pg::PgLeases::new(&url)
+        .read(BOARD)
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.owner.host.as_str(), row.owner.pid), ("lab-b", 7));
 }
