@@ -12,6 +12,7 @@ use crate::sim::*;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -155,46 +156,40 @@ fn remote_board_passes_smoke_and_vfio_through_ser2net_and_pdudaemon_and_rides_ou
     assert_eq!(cases.lines().count(), names.len(), "{cases}");
 }
 
-/// A TCP proxy between hil and ser2net whose connections the test can cut, as a flaky
-/// network between the lab host and the exporter does.
-struct Proxy {
+/// A TCP server of a test on the board file's fixed address: it listens until dropped
+/// (so the next test's ser2net can bind the port), and [`TestServer::cut`] shuts down
+/// every connection it has made, as a flaky network between lab host and exporter does.
+struct TestServer {
+    stop: Arc<AtomicBool>,
+    addr: (&'static str, u16),
     conns: Arc<Mutex<Vec<TcpStream>>>,
 }
 
-impl Proxy {
-    fn start(listen: (&str, u16), upstream: (&'static str, u16)) -> Proxy {
-        let l = TcpListener::bind(listen).unwrap();
+impl TestServer {
+    /// `handle` runs on its own thread per connection, given the connection and the list
+    /// of connections to cut (where it adds any it opens itself).
+    fn start(
+        addr: (&'static str, u16),
+        handle: impl Fn(TcpStream, &Mutex<Vec<TcpStream>>) + Send + Sync + 'static,
+    ) -> TestServer {
+        let l = TcpListener::bind(addr).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let c = conns.clone();
+        let (st, c, handle) = (stop.clone(), conns.clone(), Arc::new(handle));
         std::thread::spawn(move || {
-            for down in l.incoming() {
-                let Ok(down) = down else { return };
-                let Ok(up) = TcpStream::connect(upstream) else {
-                    continue;
-                };
-                let mut held = c.lock().unwrap();
-                held.push(down.try_clone().unwrap());
-                held.push(up.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
-                    (up, down),
-                ] {
-                    std::thread::spawn(move || {
-                        let mut b = [0u8; 16384];
-                        while let Ok(n @ 1..) = from.read(&mut b) {
-                            if to.write_all(&b[..n]).is_err() {
-                                break;
-                            }
-                        }
-                        let _ = to.shutdown(Shutdown::Both);
-                    });
+            for s in l.incoming() {
+                let Ok(s) = s else { return };
+                if st.load(Ordering::SeqCst) {
+                    return;
                 }
+                c.lock().unwrap().push(s.try_clone().unwrap());
+                let (c, handle) = (c.clone(), handle.clone());
+                std::thread::spawn(move || handle(s, &c));
             }
         });
-        Proxy { conns }
+        TestServer { stop, addr, conns }
     }
 
-    /// Cuts every connection through the proxy at once; new ones are still accepted.
     fn cut(&self) {
         for s in self.conns.lock().unwrap().drain(..) {
             let _ = s.shutdown(Shutdown::Both);
@@ -202,17 +197,68 @@ impl Proxy {
     }
 }
 
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // wakes the accept loop, which sees `stop` and drops the listener
+        let _ = TcpStream::connect(self.addr);
+        self.cut();
+    }
+}
+
+/// A TCP proxy from `listen` to `upstream`, byte for byte both ways.
+fn proxy(listen: (&'static str, u16), upstream: (&'static str, u16)) -> TestServer {
+    TestServer::start(listen, move |down, conns| {
+        let Ok(up) = TcpStream::connect(upstream) else {
+            return;
+        };
+        conns.lock().unwrap().push(up.try_clone().unwrap());
+        let pump = |mut from: TcpStream, mut to: TcpStream| {
+            let mut b = [0u8; 16384];
+            while let Ok(n @ 1..) = from.read(&mut b) {
+                if to.write_all(&b[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Both);
+        };
+        let (d2, u2) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+        std::thread::spawn(move || pump(d2, u2));
+        pump(up, down);
+    })
+}
+
+/// A telnet server that refuses COM-PORT-OPTION (44), as ser2net in plain telnet mode
+/// does: every WILL is answered DONT, every DO WONT.
+fn refuser(addr: (&'static str, u16)) -> TestServer {
+    TestServer::start(addr, |mut s, _| {
+        let mut b = [0u8; 256];
+        while let Ok(n @ 1..) = s.read(&mut b) {
+            let mut answer = Vec::new();
+            for w in b[..n].windows(3) {
+                match (w[0], w[1]) {
+                    (0xff, 0xfb) => answer.extend([0xff, 0xfe, w[2]]),
+                    (0xff, 0xfd) => answer.extend([0xff, 0xfc, w[2]]),
+                    _ => {}
+                }
+            }
+            if s.write_all(&answer).is_err() {
+                return;
+            }
+        }
+    })
+}
+
 #[test]
 fn connection_cut_by_a_proxy_mid_flood_is_reconnected_with_a_gap_and_no_byte_repeated() {
     let _l = lock();
     // ser2net on the next port; the proxy takes the board file's address in front of it.
     let lab = RemoteLab::start_on("flood", RFC2217_PORT + 10, true);
-    let _proxy = Proxy::start((EXPORTER, RFC2217_PORT), (EXPORTER, RFC2217_PORT + 10));
-    let proxy = _proxy;
+    let proxy = proxy((EXPORTER, RFC2217_PORT), (EXPORTER, RFC2217_PORT + 10));
     let out = out_dir("remote-flood");
     let suite = data("suites/console-flood.toml");
     let mut g = start_run(&suite, &out, &[]);
-    wait_for_file_text(&console_log(&out), "\r\n5000\r\n", BOOT_LIMIT);
+    wait_for_file_text(&console_log(&out), "] 5000\r\n", BOOT_LIMIT);
     proxy.cut();
     let code = wait_exit(&mut g, BOOT_LIMIT);
 
@@ -233,10 +279,15 @@ fn connection_cut_by_a_proxy_mid_flood_is_reconnected_with_a_gap_and_no_byte_rep
         .expect(&log);
     // The flood's numbers, in log order: every one at most once and rising, so no byte
     // was written to the log twice across the reconnect.
-    let numbers: Vec<(usize, u32)> = lines
+    let from = lines
+        .iter()
+        .position(|l| l.contains("seq 1 20000"))
+        .expect(&log);
+    let to = lines.iter().position(|l| *l == "flood-done").expect(&log);
+    let numbers: Vec<(usize, u32)> = lines[from..to]
         .iter()
         .enumerate()
-        .filter_map(|(i, l)| Some((i, l.parse::<u32>().ok()?)))
+        .filter_map(|(i, l)| Some((from + i, l.parse::<u32>().ok()?)))
         .collect();
     assert!(numbers.windows(2).all(|w| w[0].1 < w[1].1), "{log}");
     assert!(numbers.first().unwrap().1 == 1, "{log}");
@@ -246,6 +297,7 @@ fn connection_cut_by_a_proxy_mid_flood_is_reconnected_with_a_gap_and_no_byte_rep
         numbers.first().unwrap().0 < gap && gap < numbers.last().unwrap().0,
         "{log}"
     );
+    drop(proxy);
     drop(lab);
 }
 
@@ -313,59 +365,10 @@ fn pdudaemon_down_is_an_infrastructure_error_naming_it_without_a_retry_storm() {
     assert_eq!(lab.qemu_pid(), None);
 }
 
-/// A telnet server that refuses COM-PORT-OPTION (44), as ser2net in plain telnet mode
-/// does: every WILL is answered DONT, every DO WONT. It stops listening when dropped, so
-/// the port is free for the next test's ser2net.
-struct Refuser {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    addr: (&'static str, u16),
-}
-
-impl Refuser {
-    fn start(addr: (&'static str, u16)) -> Refuser {
-        let l = TcpListener::bind(addr).unwrap();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let st = stop.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                if st.load(std::sync::atomic::Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(mut s) = s else { return };
-                std::thread::spawn(move || {
-                    let mut b = [0u8; 256];
-                    while let Ok(n @ 1..) = s.read(&mut b) {
-                        let mut answer = Vec::new();
-                        for w in b[..n].windows(3) {
-                            match (w[0], w[1]) {
-                                (0xff, 0xfb) => answer.extend([0xff, 0xfe, w[2]]),
-                                (0xff, 0xfd) => answer.extend([0xff, 0xfc, w[2]]),
-                                _ => {}
-                            }
-                        }
-                        if s.write_all(&answer).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Refuser { stop, addr }
-    }
-}
-
-impl Drop for Refuser {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        // wakes the accept loop, which sees `stop` and drops the listener
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
 #[test]
 fn a_port_that_refuses_rfc2217_is_an_infrastructure_error_naming_the_option() {
     let _l = lock();
-    let _refuser = Refuser::start((EXPORTER, RFC2217_PORT));
+    let _refuser = refuser((EXPORTER, RFC2217_PORT));
     let out = out_dir("remote-refused");
     let mut g = start_run(&data("suites/console-gap.toml"), &out, &[]);
     let code = wait_exit(&mut g, Duration::from_secs(600));
