@@ -33,6 +33,11 @@ fn suite_of(name: &str, parts: &[(PathBuf, &[&str])], dir: &Path) -> PathBuf {
                 continue;
             }
             for key in ["via", "timeout_s"] {
+                // ping and nvme-io run in the guest: a suite's `via` does not apply to them
+                let guest_only = ["ping", "nvme-io"].contains(&c["kind"].as_str().unwrap());
+                if key == "via" && guest_only {
+                    continue;
+                }
                 if let (false, Some(v)) = (c.contains_key(key), defaults.get(key)) {
                     c.insert(key.into(), v.clone());
                 }
@@ -42,6 +47,9 @@ fn suite_of(name: &str, parts: &[(PathBuf, &[&str])], dir: &Path) -> PathBuf {
     }
     let mut suite = toml::Table::new();
     suite.insert("name".into(), name.into());
+    let mut defaults = toml::Table::new();
+    defaults.insert("timeout_s".into(), 120.into());
+    suite.insert("defaults".into(), toml::Value::Table(defaults));
     suite.insert("check".into(), toml::Value::Array(checks));
     std::fs::create_dir_all(dir).unwrap();
     let p = dir.join(format!("{name}.toml"));
@@ -62,6 +70,24 @@ fn start_run(suite: &Path, out: &Path, env: &[(&str, &str)]) -> Guard {
         env,
     )
     .0
+}
+
+/// Waits until the run's console.log holds `needle`; a run that ends first fails the test
+/// at once, with its exit status.
+fn wait_for_log(g: &mut Guard, out: &Path, needle: &str) {
+    let end = Instant::now() + BOOT_LIMIT;
+    loop {
+        if let Ok(b) = std::fs::read(console_log(out)) {
+            if String::from_utf8_lossy(&b).contains(needle) {
+                return;
+            }
+        }
+        if let Some(st) = g.0.try_wait().unwrap() {
+            panic!("hil ended ({st}) before {needle:?} was in the console log");
+        }
+        assert!(Instant::now() < end, "{needle:?} not in the console log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn console_log(out: &Path) -> PathBuf {
@@ -100,7 +126,7 @@ fn remote_board_passes_smoke_and_vfio_through_ser2net_and_pdudaemon_and_rides_ou
         &out_dir("remote-suite"),
     );
     let mut g = start_run(&suite, &out, &[]);
-    wait_for_file_text(&console_log(&out), "gap-start\r\n", BOOT_LIMIT);
+    wait_for_log(&mut g, &out, "gap-start\r\n");
     lab.restart_ser2net(Duration::from_secs(2));
     let code = wait_exit(&mut g, BOOT_LIMIT);
 
@@ -258,7 +284,7 @@ fn connection_cut_by_a_proxy_mid_flood_is_reconnected_with_a_gap_and_no_byte_rep
     let out = out_dir("remote-flood");
     let suite = data("suites/console-flood.toml");
     let mut g = start_run(&suite, &out, &[]);
-    wait_for_file_text(&console_log(&out), "] 5000\r\n", BOOT_LIMIT);
+    wait_for_log(&mut g, &out, "] 5000\r\n");
     proxy.cut();
     let code = wait_exit(&mut g, BOOT_LIMIT);
 
@@ -307,7 +333,7 @@ fn ser2net_gone_for_good_is_an_infrastructure_error_naming_its_address_within_th
     let mut lab = RemoteLab::start("gone", true);
     let out = out_dir("remote-gone");
     let mut g = start_run(&data("suites/console-gap.toml"), &out, &[]);
-    wait_for_file_text(&console_log(&out), "gap-start\r\n", BOOT_LIMIT);
+    wait_for_log(&mut g, &out, "gap-start\r\n");
     let killed = Instant::now();
     lab.ser2net = None;
     let code = wait_exit(&mut g, Duration::from_secs(300));
