@@ -361,20 +361,27 @@ fn ser2net_gone_for_good_is_an_infrastructure_error_naming_its_address_within_th
     assert_eq!(lab.qemu_pid(), None, "powered off: {}", lab.power_log());
 }
 
-#[test]
-fn pdudaemon_down_is_an_infrastructure_error_naming_it_without_a_retry_storm() {
-    let _l = lock();
-    let lab = RemoteLab::start("pdu-down", false);
-    let out = out_dir("remote-pdu-down");
-    let t = Instant::now();
-    let mut g = start_run(&data("suites/console-gap.toml"), &out, &[]);
+/// Runs the console-gap suite, which must end at boot with an infrastructure error
+/// (exit 3, complete reports); the results and the boot case's message.
+fn run_failing_at_boot(out: &Path) -> (serde_json::Value, String) {
+    let mut g = start_run(&data("suites/console-gap.toml"), out, &[]);
     let code = wait_exit(&mut g, Duration::from_secs(600));
     assert_eq!(code, 3, "exit status for an infrastructure error");
     let results = read_json(&out.join("results.json"));
     assert_eq!(results["complete"], true);
     let boot = case(&results, REMOTE, "boot");
     assert_eq!(boot["outcome"], "error:infrastructure", "{boot}");
-    let msg = boot["message"].as_str().unwrap();
+    let msg = boot["message"].as_str().unwrap().to_string();
+    (results, msg)
+}
+
+#[test]
+fn pdudaemon_down_is_an_infrastructure_error_naming_it_without_a_retry_storm() {
+    let _l = lock();
+    let lab = RemoteLab::start("pdu-down", false);
+    let out = out_dir("remote-pdu-down");
+    let t = Instant::now();
+    let (results, msg) = run_failing_at_boot(&out);
     assert!(
         msg.contains(&format!("cannot reach pdudaemon at {EXPORTER}:{PDU_PORT}"))
             && msg.contains("one attempt, not retried"),
@@ -396,14 +403,7 @@ fn a_port_that_refuses_rfc2217_is_an_infrastructure_error_naming_the_option() {
     let _l = lock();
     let _refuser = refuser((EXPORTER, RFC2217_PORT));
     let out = out_dir("remote-refused");
-    let mut g = start_run(&data("suites/console-gap.toml"), &out, &[]);
-    let code = wait_exit(&mut g, Duration::from_secs(600));
-    assert_eq!(code, 3, "exit status for an infrastructure error");
-    let results = read_json(&out.join("results.json"));
-    assert_eq!(results["complete"], true);
-    let boot = case(&results, REMOTE, "boot");
-    assert_eq!(boot["outcome"], "error:infrastructure", "{boot}");
-    let msg = boot["message"].as_str().unwrap();
+    let (_, msg) = run_failing_at_boot(&out);
     assert!(
         msg.contains(&format!(
             "{EXPORTER}:{RFC2217_PORT} refused RFC 2217 COM-PORT-OPTION (44)"
