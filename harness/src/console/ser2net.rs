@@ -76,15 +76,17 @@ impl Ser2net {
             .spawn()
             .with_context(|| format!("starting {SER2NET} (apt-get install ser2net)"))?;
         let s = Ser2net { child, dir, port };
-        // Ready once the ports accept (a probe connection opens and closes the device).
+        // Ready once every port listens. Seen in /proc/net/tcp rather than by connecting:
+        // with `kickolduser` a probe connection would kick out a client (hil reconnecting
+        // after a restart) that got in first, and that client would see a second drop.
         let deadline = Instant::now() + Duration::from_secs(10);
         for (_, port) in exports {
-            while std::net::TcpStream::connect((host, *port)).is_err() {
+            while !listening(host, *port) {
                 anyhow::ensure!(
                     Instant::now() < deadline,
                     "ser2net did not listen on {host}:{port} within 10 s"
                 );
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -124,11 +126,42 @@ impl Ser2net {
     }
 }
 
+/// Whether a TCP socket listens on IPv4 `host`:`port`, from /proc/net/tcp (whose addresses
+/// are the in-memory bytes of the big-endian address, printed as one hex word).
+fn listening(host: &str, port: u16) -> bool {
+    let Ok(ip) = host.parse::<std::net::Ipv4Addr>() else {
+        return false;
+    };
+    let want = format!("{:08X}:{port:04X}", u32::from_ne_bytes(ip.octets()));
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|l| {
+        let mut f = l.split_whitespace();
+        let local = f.nth(1);
+        let state = f.nth(1);
+        local == Some(want.as_str()) && state == Some("0A")
+    })
+}
+
 impl Drop for Ser2net {
     fn drop(&mut self) {
         // SAFETY: kill(2) on the PID of the child this guard spawned and has not reaped.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening;
+
+    #[test]
+    fn a_listening_socket_is_seen_in_proc_and_a_closed_one_is_not() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(listening("127.0.0.1", port));
+        assert!(!listening("127.0.0.2", port), "another address");
+        drop(l);
+        assert!(!listening("127.0.0.1", port));
     }
 }

@@ -162,7 +162,7 @@ fn ssh_flood_times_out_at_its_limit_and_the_next_check_passes() {
         "no power off in console.log"
     );
     // ssh.log got the flood as it came, bounded (1 MiB kept) with the drop counted, and
-    // the next command after it.
+    // the next command after it, on a new session (the flood's was dropped at its limit).
     let log = std::fs::read(board_dir.join("ssh.log")).unwrap();
     let text = String::from_utf8_lossy(&log);
     assert!(
@@ -181,7 +181,7 @@ fn ssh_flood_times_out_at_its_limit_and_the_next_check_passes() {
     );
     let tail = &text[text.find("$ echo still-here\n").expect("echo logged")..];
     assert!(
-        tail.starts_with("$ echo still-here\nstill-here\n[exit 0]"),
+        tail.starts_with("$ echo still-here\n[hil: the previous session was dropped; connecting again]\nstill-here\n[exit 0]"),
         "{tail}"
     );
     // The hang: ended at its limit plus the 1 s allowed for closing; the session it left
