@@ -94,6 +94,9 @@ enum LabCmd {
     Up {
         #[arg(default_value = "sim-rk3588")]
         board: String,
+        /// Walk the board there and leave it running (for `hil ssh`, `hil console`).
+        #[arg(long, value_enum, value_name = "STATE")]
+        to: Option<crate::attach::walk::To>,
     },
     /// Stop a sim board started with `up`.
     Down {
@@ -167,9 +170,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Boards { action } => boards_cmd(action.is_some()),
         Cmd::Lab { action } => match action {
             LabCmd::Build { board } => lab_build(board).await,
-            LabCmd::Up { board } => crate::lab_ctl::up(&load_board(&board)?)
-                .await
-                .map(|_| exit::OK),
+            LabCmd::Up { board, to } => crate::lab_ctl::up(&load_board(&board)?, to).await,
             LabCmd::Down { board } => crate::lab_ctl::down(&load_board(&board)?)
                 .await
                 .map(|_| exit::OK),

@@ -1,12 +1,17 @@
 //! `hil lab up|down`: a sim board running in the background for interactive work.
 //!
 //! `up` starts the board's QEMU paused and records it in `<board_dir>/lab-up.json`;
-//! `hil console` then attaches and lets the CPU run, so nothing printed is lost. A board
+//! `hil console` then attaches and lets the CPU run, so nothing printed is lost.
+//! `up --to linux` (or `bootloader`) walks the board there first and leaves it running,
+//! for `hil ssh` and `hil console` to find it booted. A board
 //! whose serial port `qemu.args` wire to a socket (an exporter's relay, see
 //! `boards/sim-rk3588-exported.toml`) runs at once: its console is already connected.
 
+use crate::attach::walk::To;
+use crate::boot::BoardSession;
 use crate::config::{expand, Board};
 use crate::power::qemu::QemuPower;
+use crate::power::Power;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -55,38 +60,66 @@ pub fn up_state(board: &str) -> Option<UpState> {
     running(&crate::lab::cache_root().join("boards").join(board))
 }
 
-pub async fn up((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
+/// `hil lab up BOARD [--to bootloader|linux]`. Without `--to` the board's QEMU starts
+/// paused for `hil console` to attach to. With it, the board is walked there by the boot
+/// state machine (as `hil console --to` walks one) and left running, so that `hil ssh` and
+/// `hil console` find it there. Returns the exit status (130 when interrupted).
+pub async fn up((path, board): &(PathBuf, Board), to: Option<To>) -> anyhow::Result<i32> {
+    if to == Some(To::Guest) {
+        anyhow::bail!(crate::error::UsageError(format!(
+            "`hil lab up {} --to guest`: a guest runs only as long as the hil that started it; use `hil console {} --to guest`, or `--to linux` here",
+            board.name, board.name
+        )));
+    }
     let (board, dir) = sim_board(path, board).await?;
     if let Some(st) = running(&dir) {
+        if to.is_some() {
+            anyhow::bail!(crate::error::UsageError(format!(
+                "{} is already up (QEMU pid {}); --to walks it from power-off: `hil lab down {}` first",
+                board.name, st.pid, board.name
+            )));
+        }
         println!(
             "{} is already up: QEMU pid {}, console {}",
             board.name, st.pid, st.pty
         );
-        return Ok(());
+        return Ok(crate::outcome::exit::OK);
     }
     // The board is ours until `hil lab down` (or up_ttl_s): a run refuses it, naming us.
     let leases = crate::lease::Leases::from_env();
     let ttl = std::time::Duration::from_secs(board.lease.up_ttl_s);
     leases.try_acquire(&board.name, &crate::lease::Leases::lab_up_owner(), ttl)?;
-    let mut q = QemuPower::new_detached(&board, dir.clone());
-    // A board whose serial port qemu.args wire to a relay has its console at its own path.
-    let armed = match q.arm().await {
-        Ok(p) => p,
+    let started = match to {
+        None => start_paused(&board, &dir).await.map(Some),
+        Some(to) => start_walked(path, &board, &dir, to).await,
+    };
+    let st = match started {
+        Ok(Some(st)) => st,
+        Ok(None) => {
+            let _ = leases.release_lab_up(&board.name);
+            return Ok(crate::outcome::exit::INTERRUPTED);
+        }
         Err(e) => {
             let _ = leases.release_lab_up(&board.name);
-            return Err(e.into());
+            return Err(e);
         }
     };
+    std::fs::write(state_path(&dir), serde_json::to_vec_pretty(&st)?)?;
+    Ok(crate::outcome::exit::OK)
+}
+
+/// Starts the board's QEMU paused (or running, when its serial port is wired).
+async fn start_paused(board: &Board, dir: &Path) -> anyhow::Result<UpState> {
+    let mut q = QemuPower::new_detached(board, dir.to_path_buf());
+    // A board whose serial port qemu.args wire to a relay has its console at its own path.
+    let armed = q.arm().await?;
     // A wired port's socket chardev connected while QEMU started (a client without
     // `reconnect` connects before the machine is created, or QEMU exits), so whatever is on
     // the far side sees the board from reset: the CPU can run now. This is how an exporter
     // host's board is powered: `up` is the PDU's "on" command, and nobody attaches here.
     let wired = armed.is_none();
     if wired {
-        if let Err(e) = q.on().await {
-            let _ = leases.release_lab_up(&board.name);
-            return Err(e.into());
-        }
+        q.on().await?;
     }
     let pty = armed.unwrap_or_else(|| board.console.device.clone());
     let st = UpState {
@@ -94,7 +127,6 @@ pub async fn up((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
         pty: pty.clone(),
         qmp: q.qmp_path(),
     };
-    std::fs::write(state_path(&dir), serde_json::to_vec_pretty(&st)?)?;
     if wired {
         println!(
             "{} is up and running: QEMU pid {}, serial port wired to {pty}",
@@ -107,7 +139,50 @@ pub async fn up((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
         );
         println!("attach with: hil console {}", board.name);
     }
-    Ok(())
+    Ok(st)
+}
+
+/// Starts the board's QEMU and walks it to `to`, its console logged to
+/// `<board_dir>/console.log`; `None` when interrupted (the board is off again).
+async fn start_walked(
+    path: &Path,
+    board: &Board,
+    dir: &Path,
+    to: To,
+) -> anyhow::Result<Option<UpState>> {
+    let target = board.ssh_target(path)?;
+    let mut s = BoardSession::new(board.clone(), dir.to_path_buf(), target);
+    s.power = Power::Qemu(Box::new(QemuPower::new_detached(board, dir.to_path_buf())));
+    if crate::attach::walk::walk(&mut s, to.state(), None)
+        .await?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let Power::Qemu(q) = &s.power else {
+        unreachable!("set to QEMU above")
+    };
+    let st = UpState {
+        pid: q.pid().unwrap_or(0),
+        pty: q.pty().unwrap_or(&board.console.device).to_string(),
+        qmp: q.qmp_path(),
+    };
+    let what = crate::attach::walk::step_name(to.state());
+    s.console_mark(&format!(
+        "hil lab up: reached {what}; the board stays up until `hil lab down`"
+    ));
+    println!(
+        "{} is up at {what}: QEMU pid {}, console {} (log {})",
+        board.name,
+        st.pid,
+        st.pty,
+        dir.join("console.log").display()
+    );
+    println!(
+        "attach with: hil console {}; stop with: hil lab down {}",
+        board.name, board.name
+    );
+    Ok(Some(st))
 }
 
 pub async fn down((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {

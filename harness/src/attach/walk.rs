@@ -139,7 +139,7 @@ pub async fn console_to(
 
 /// Walks `s` edge by edge to `target`. `Some(code)` when interrupted (the board is
 /// powered off again); an error naming the step that failed (the board powered off).
-async fn walk(
+pub async fn walk(
     s: &mut BoardSession,
     target: State,
     lease: Option<&Held>,

@@ -27,6 +27,8 @@ pub struct QemuPower {
     exited: Option<watch::Receiver<Option<String>>>,
     /// `hil lab up`: QEMU outlives hil, in its own session, its QMP socket in `run_dir`.
     detached: bool,
+    /// The console pty the current QEMU made (`console.device = "qemu"`).
+    pty: Option<String>,
 }
 
 impl QemuPower {
@@ -40,6 +42,7 @@ impl QemuPower {
             pid: None,
             exited: None,
             detached: false,
+            pty: None,
         }
     }
 
@@ -149,7 +152,10 @@ impl QemuPower {
         });
 
         match self.await_qmp(&sock, &log_path, &cfg).await {
-            Ok(pty) => Ok(pty),
+            Ok(pty) => {
+                self.pty = pty.clone();
+                Ok(pty)
+            }
             Err(e) => {
                 // Whatever runs there is no usable board: do not leave it behind.
                 let _ = self.off().await;
@@ -311,5 +317,10 @@ impl QemuPower {
 
     pub fn pid(&self) -> Option<u32> {
         self.pid
+    }
+
+    /// The console pty of the running QEMU, when hil made one.
+    pub fn pty(&self) -> Option<&str> {
+        self.pid.and(self.pty.as_deref())
     }
 }

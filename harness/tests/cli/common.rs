@@ -41,6 +41,10 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("hil runs")
 }
 
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -147,6 +147,28 @@ pub fn wait_exit(g: &mut Guard, limit: Duration) -> i32 {
     }
 }
 
+/// Waits up to `limit` for hil to exit, then returns what it printed (both pipes are
+/// read meanwhile, so a chatty hil never blocks on a full pipe).
+pub fn wait_output(mut g: Guard, limit: Duration) -> std::process::Output {
+    let read = |p: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            if let Some(mut p) = p {
+                let _ = p.read_to_end(&mut b);
+            }
+            b
+        })
+    };
+    let out = read(g.0.stdout.take().map(|p| Box::new(p) as _));
+    let err = read(g.0.stderr.take().map(|p| Box::new(p) as _));
+    wait_exit(&mut g, limit);
+    std::process::Output {
+        status: g.0.wait().expect("wait"),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
 pub fn wait_for_file_text(p: &Path, needle: &str, limit: Duration) -> Instant {
     let deadline = Instant::now() + limit;
     loop {
@@ -286,4 +308,106 @@ fn live_console_shows_output_and_passes_typed_input() {
     stdin.write_all(&[0x1d]).unwrap(); // Ctrl-] quits and powers the sim board off
     let code = wait_exit(&mut g, Duration::from_secs(30));
     assert_eq!(code, 0);
+}
+
+/// Takes a sim board started by `hil lab up` down again, also when a test fails midway.
+struct LabDown(&'static str);
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let _ = run(hil().args(["lab", "down", self.0]));
+    }
+}
+
+/// `hil lab up --to linux` boots the sim board and leaves it running: `hil ssh` runs a
+/// command on it (its output on stdout, its exit status hil's), `hil console` attaches to
+/// its shell and leaves it running at Ctrl-], a run meanwhile is refused naming the
+/// `lab up` holder, and `hil lab down` stops it.
+#[test]
+fn lab_up_to_linux_leaves_the_board_booted_for_hil_ssh_and_console() {
+    let _l = lock();
+    let _down = LabDown("sim-rk3588");
+    let _ = run(hil().args(["lab", "down", "sim-rk3588"]));
+    let mut up = hil();
+    up.args(["lab", "up", "sim-rk3588", "--to", "linux"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let g = Guard(up.spawn().expect("spawn hil lab up"));
+    let o = wait_output(g, BOOT_LIMIT);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(err.contains("reaching bootloader… reached in"), "{err}");
+    assert!(err.contains("reaching linux… reached in"), "{err}");
+    assert!(
+        out.contains("sim-rk3588 is up at linux: QEMU pid "),
+        "{out}"
+    );
+
+    let o = run(hil().args(["ssh", "sim-rk3588", "uname", "-m"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "aarch64\n");
+    let o = run(hil().args([
+        "ssh",
+        "sim-rk3588",
+        "sh",
+        "-c",
+        "'echo to-stderr >&2; exit 7'",
+    ]));
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "to-stderr\n");
+
+    // Someone else's run is refused while the board is up, naming the holder.
+    let out_dir = out_dir("lab-up-busy");
+    let o = run(hil().args([
+        "run",
+        "suites/smoke.toml",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(out_dir.join("summary.md")).unwrap_or_default();
+    assert!(
+        stderr(&o).contains("lab-up") || summary.contains("lab-up"),
+        "holder not named: {}\n{summary}",
+        stderr(&o)
+    );
+
+    // The console attaches to the running shell; Ctrl-] leaves the board up.
+    let mut c = hil()
+        .args(["console", "sim-rk3588"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn hil console");
+    let mut stdin = c.stdin.take().unwrap();
+    let stdout_pipe = c.stdout.take().unwrap();
+    let mut g = Guard(c);
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout_pipe);
+        let mut buf = Vec::new();
+        let mut b = [0u8; 4096];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut r, &mut b) {
+            buf.extend_from_slice(&b[..n]);
+            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+        }
+    });
+    stdin.write_all(b"echo typed-$((6*7))\r").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(s) if s.contains("typed-42") => break,
+            Ok(_) => {}
+            Err(_) => panic!("the shell's answer was not shown within 60 s"),
+        }
+    }
+    stdin.write_all(&[0x1d]).unwrap();
+    assert_eq!(wait_exit(&mut g, Duration::from_secs(30)), 0);
+    let o = run(hil().args(["ssh", "sim-rk3588", "echo", "still-up"]));
+    assert_eq!(stdout(&o), "still-up\n", "{}", stderr(&o));
+
+    let o = run(hil().args(["lab", "down", "sim-rk3588"]));
+    assert!(stdout(&o).contains("sim-rk3588 is down"), "{}", stdout(&o));
+    let o = run(hil().args(["ssh", "sim-rk3588", "--timeout-s", "5", "true"]));
+    assert_ne!(o.status.code(), Some(0), "ssh after lab down");
 }
