@@ -53,6 +53,10 @@ pub struct CaseReport {
     /// Passed only after a failed attempt.
     #[serde(default)]
     pub flaky: bool,
+    /// The limit the case ran against, seconds: a check's `timeout_s`, the sum of the
+    /// boot's edge limits. None where the step has no single limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<f64>,
 }
 
 /// One earlier attempt of a case.
