@@ -105,17 +105,20 @@ fn last_header_in(f: &mut std::fs::File, from: u64, to: u64) -> std::io::Result<
     let finder = memchr::memmem::Finder::new(HEADER.as_bytes());
     let mut found = None;
     let mut at = from;
+    // `from` is a line start; later chunks start wherever the previous one ended.
+    let mut before = b'\n';
     while at < to {
         // The chunk is read a line's worth longer, so a header across its end is whole.
         let want = (to - at).min(CHUNK);
         let buf = read_range(f, at, want + 512)?;
         for p in finder.find_iter(&buf) {
-            let line_start = p == 0 && at == from || p > 0 && buf[p - 1] == b'\n';
+            let line_start = if p == 0 { before } else { buf[p - 1] } == b'\n';
             if p < want as usize && line_start {
                 let end = memchr::memchr(b'\n', &buf[p..]).map_or(buf.len(), |e| p + e);
                 found = Some(String::from_utf8_lossy(&buf[p..end]).into_owned());
             }
         }
+        before = buf.get(want as usize - 1).copied().unwrap_or(b'\n');
         at += want;
     }
     Ok(found)

@@ -22,6 +22,7 @@ table { border-collapse: collapse; margin: .5em 0 1em; }
 td, th { border: 1px solid #ccc; padding: .2em .5em; vertical-align: top; text-align: left; }
 td.msg { white-space: pre-wrap; max-width: 50em; }
 pre { background: #f6f6f6; padding: .5em; overflow-x: auto; }
+pre.evidence { max-width: 60em; max-height: 25em; overflow: auto; }
 pre.log { max-height: 40em; overflow: auto; font-size: 85%; }
 pre.log .hil { color: #05a; font-weight: bold; }
 pre.log .death { background: #fdd; color: #900; font-weight: bold; }

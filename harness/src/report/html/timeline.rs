@@ -104,7 +104,8 @@ pub fn render(board: &BoardReport, gaps: &[(f64, f64)]) -> Markup {
         .map(|i| i as f64 * step)
         .take_while(|t| *t <= span)
         .collect();
-    let total_w = LABEL_W + CHART_W + 10.0;
+    // Room on the right for the last tick's label.
+    let total_w = LABEL_W + CHART_W + 40.0;
     html! {
         svg.timeline xmlns="http://www.w3.org/2000/svg" width=(total_w) height=(height)
             viewBox=(format!("0 0 {total_w} {height}")) role="img"
