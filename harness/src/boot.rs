@@ -138,6 +138,34 @@ impl BoardSession {
         Ok(())
     }
 
+    /// The longest `reach(target)` may take from the board's state now: the sum of the
+    /// limits of the edges it walks. Power-on to prompt waits twice (the autoboot line, then
+    /// the prompt after the interrupt); booting Linux waits for the ready line, then up to a
+    /// shell time-out each for the first prompt and for `uname -r`.
+    pub fn limit_to(&self, target: State) -> Duration {
+        let b = &self.board;
+        let edge = |from: State| -> u64 {
+            match from {
+                State::Off => 2 * b.bootloader.timeout_s,
+                State::Bootloader => b.linux.boot_timeout_s + 2 * b.linux.shell_timeout_s,
+                State::LinuxConsole => b.ssh.as_ref().map_or(60, |s| s.connect_timeout_s),
+                State::LinuxSsh => b.guest.as_ref().map_or(0, |g| g.boot_timeout_s),
+                State::Guest => 0,
+            }
+        };
+        let secs = [
+            State::Off,
+            State::Bootloader,
+            State::LinuxConsole,
+            State::LinuxSsh,
+        ]
+        .into_iter()
+        .filter(|s| *s >= self.state && *s < target)
+        .map(edge)
+        .sum();
+        Duration::from_secs(secs)
+    }
+
     /// Powers the board off and forgets its sessions (after a panic, or at the end).
     pub async fn power_off(&mut self) -> Result<(), StepError> {
         self.guest = None;

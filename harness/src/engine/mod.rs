@@ -336,6 +336,8 @@ impl BoardRun {
         loop {
             let t = Instant::now();
             let started_s = self.at();
+            // Taken before the boot: the limit depends on where the board starts from.
+            let limit = self.session.as_ref().map(|s| s.limit_to(target));
             let r = match self.fence().await {
                 Err(e) => Err(e),
                 Ok(()) => {
@@ -364,6 +366,7 @@ impl BoardRun {
                 started_s,
                 t.elapsed().as_secs_f64(),
             );
+            c.timeout_s = limit.map(|d| d.as_secs_f64());
             // The console did not exist before power-on; take the whole boot from the log.
             c.console = capture::log_slice(&self.run_dir).unwrap_or_default();
             match &r {
@@ -532,14 +535,16 @@ impl BoardRun {
             Halt::Setup(why) => (Outcome::Skipped, why.to_string()),
             Halt::Blocker(name) => (Outcome::Skipped, format!("stopped at {name}")),
         };
-        Some(case(
+        let mut c = case(
             &spec.name,
             spec.kind_name(),
             outcome,
             format!("not run: {why}"),
             self.at(),
             0.0,
-        ))
+        );
+        c.timeout_s = Some(spec.timeout.as_secs_f64());
+        Some(c)
     }
 
     /// One run of a check, with everything that can cut it short.
@@ -554,6 +559,7 @@ impl BoardRun {
             started_s,
             0.0,
         );
+        c.timeout_s = Some(spec.timeout.as_secs_f64());
         let fenced = self.fence().await;
         let result = match (fenced, self.session.as_mut()) {
             (Err(e), _) => Err(e),
@@ -852,6 +858,7 @@ pub(crate) fn case(
         console: String::new(),
         attempts: Vec::new(),
         flaky: false,
+        timeout_s: None,
     }
 }
 

@@ -1,8 +1,10 @@
-//! Reports of a run: `junit.xml`, `results.json`, `summary.md`, per-board logs.
+//! Reports of a run: `junit.xml`, `results.json`, `summary.md`, `report.html`, per-board
+//! logs.
 //!
 //! The whole report is rewritten (to a temporary file, then renamed) after every testcase,
 //! so a run that is killed or crashes still leaves valid files holding all it did so far.
 
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod summary;
@@ -53,6 +55,10 @@ pub struct CaseReport {
     /// Passed only after a failed attempt.
     #[serde(default)]
     pub flaky: bool,
+    /// The limit the case ran against, seconds: a check's `timeout_s`, the sum of the
+    /// boot's edge limits. None where the step has no single limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<f64>,
 }
 
 /// One earlier attempt of a case.
@@ -132,6 +138,10 @@ impl ReportWriter {
         write_atomic(
             &self.dir.join("summary.md"),
             summary::render(report).as_bytes(),
+        )?;
+        write_atomic(
+            &self.dir.join("report.html"),
+            html::render(report, &self.dir).as_bytes(),
         )?;
         Ok(())
     }

@@ -470,3 +470,131 @@ fn an_ssh_command_that_prints_forever_ends_at_its_time_out_the_next_passes_and_t
         .len();
     assert!(ssh_len < 4 * 1024 * 1024, "ssh.log is {ssh_len} bytes");
 }
+
+/// The fake-faults suite (a pass, a kernel panic that fails its check, a fresh boot, a
+/// vanishing board) run to its end; its report directory.
+fn run_faults(fake: &Fake, name: &str) -> PathBuf {
+    let out = fake.out(name);
+    let (code, r) = fake.run(&suite("fake-faults"), &out);
+    assert_eq!(code, 1, "{r:#}");
+    out
+}
+
+#[test]
+fn report_html_shows_the_checks_and_links_the_first_failure() {
+    let fake = Fake::new(|t| t);
+    let out = run_faults(&fake, "html");
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    for name in ["before", "panics", "fresh-boot", "vanishes", "after"] {
+        assert!(
+            html.contains(&format!("<tr id=\"case-{BOARD}-{name}\"")),
+            "row of {name}"
+        );
+    }
+    assert!(html.contains("href=\"#first-failure\""));
+    assert!(html.contains("First failure: fake-board / panics"));
+    assert_eq!(html.matches("id=\"first-failure\"").count(), 1);
+    // The target is in the console log, on a line of the failing check's part, and the
+    // panic itself is marked further down.
+    let at = html.find("id=\"first-failure\"").unwrap();
+    let log = html.find("<pre class=\"log\">").expect("console log shown");
+    assert!(at > log, "first-failure target is in the log");
+    assert!(html.contains("<span class=\"death\">"), "panic line marked");
+    assert!(html.contains("<span class=\"hil\">"), "marker lines marked");
+    assert!(
+        html.contains("<pre class=\"evidence\">"),
+        "the failure's console"
+    );
+    assert!(!html.contains("run still going or killed"));
+}
+
+/// The page in a real browser: Debian's chromium, headless, from a file URL, with
+/// networking off where a flag allows. Skipped (with a note) where chromium is not there.
+#[test]
+fn report_html_renders_in_chromium() {
+    let chromium = Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        eprintln!("skipped: /usr/bin/chromium is not installed");
+        return;
+    }
+    let fake = Fake::new(|t| t);
+    let out = run_faults(&fake, "chromium");
+    let url = format!("file://{}", out.join("report.html").display());
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, stderr) = run_chromium(chromium, profile.path(), &["--dump-dom", &url]);
+    assert!(
+        dom.contains("class=\"bar "),
+        "timeline bars in the DOM: {stderr}"
+    );
+    assert!(dom.contains("id=\"first-failure\""), "{stderr}");
+    assert!(dom.contains("<tr id=\"case-fake-board-panics\""));
+    assert!(
+        !stderr.contains("Uncaught"),
+        "no script errors on the page: {stderr}"
+    );
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-html");
+    std::fs::create_dir_all(&shots).unwrap();
+    let png = shots.join("fake-faults.png");
+    let _ = std::fs::remove_file(&png);
+    let shot = format!("--screenshot={}", png.display());
+    let (_, stderr) = run_chromium(
+        chromium,
+        profile.path(),
+        &[&shot, "--window-size=1400,1000", &url],
+    );
+    let meta = std::fs::metadata(&png).unwrap_or_else(|e| panic!("{png:?}: {e}; {stderr}"));
+    assert!(
+        meta.len() > 10_000,
+        "a page, not a blank: {} bytes",
+        meta.len()
+    );
+}
+
+/// Runs headless chromium with `args` (after the fixed flags); its stdout and stderr. A
+/// browser still running after a minute is killed by its pid.
+fn run_chromium(chromium: &Path, profile: &Path, args: &[&str]) -> (String, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("chromium starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(60) {
+            // Its own pid only: the test never signals a process it did not start.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (out.join().unwrap(), err.join().unwrap())
+}
