@@ -350,7 +350,7 @@ fn lab_up_to_linux_leaves_the_board_booted_for_hil_ssh_and_console() {
         "sim-rk3588",
         "sh",
         "-c",
-        "'echo to-stderr >&2; exit 7'",
+        "echo to-stderr >&2; exit 7",
     ]));
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
     assert_eq!(stdout(&o), "to-stderr\n");
