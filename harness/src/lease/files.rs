@@ -433,7 +433,7 @@ impl LeaseFile {
         let len = text.len() as u64;
         let old = self.file.metadata()?.len();
         if old > len {
-            text.extend(std::iter::repeat(' ').take((old - len) as usize));
+            text.extend(std::iter::repeat_n(' ', (old - len) as usize));
         }
         self.file.write_all_at(text.as_bytes(), 0)?;
         self.file.set_len(len)?;
