@@ -1,28 +1,31 @@
 //! Board leases: one run uses a board at a time, across processes, users and lab hosts.
 //!
-//! Two coordinators keep them, behind [`Leases`]: JSON files on this host ([`FileLeases`],
-//! the default), or a PostgreSQL database shared by several lab hosts ([`pg::PgLeases`],
-//! when `HIL_DATABASE_URL` is set). Both grant, renew, fence and release the same way and
-//! describe a holder in the same words.
+//! Two coordinators keep them, behind [`Leases`]: files on this host ([`FileLeases`], in
+//! `lease/files.rs`, the default), or a PostgreSQL database shared by several lab hosts
+//! ([`pg::PgLeases`], in `lease/pg.rs`, when `HIL_DATABASE_URL` is set). Both grant, renew,
+//! fence and release the same way and describe a holder in the same words. This module
+//! holds what they share: the [`Record`] of a grant, its [`Owner`], [`LeaseError`], and
+//! [`Held`], a granted lease with its heartbeat task.
 //!
-//! A file lease is a JSON file `<dir>/<board>.json` naming its owner (job id, user, host, pid,
-//! run id) with a heartbeat and a time to live. The holder refreshes the heartbeat while it
-//! runs; a lease whose heartbeat is older than its TTL has expired and may be taken over,
-//! so a board held by a killed job frees itself. Reading and replacing a lease happen under
-//! an `flock` on `<dir>/<board>.lock`, so two runs racing for a free or expired board
-//! cannot both win. The lease file itself is replaced atomically (write, then rename).
+//! A lease names its owner (job id, user, host, pid, run id) with a heartbeat and a time
+//! to live. The holder refreshes the heartbeat while it runs; a lease whose heartbeat is
+//! older than its TTL has expired and may be taken over, so a board held by a killed job
+//! frees itself.
 //!
-//! The directory is `HIL_LEASE_DIR`, else `/var/tmp/hil-leases` (created mode 1777, so
-//! every user of a lab host shares it).
+//! A file lease is `<dir>/<board>.lease`, mode 0666, which is at once the lock (`flock`)
+//! and the record (JSON, rewritten in place; empty when the board is free), in
+//! `HIL_LEASE_DIR`, else `/var/tmp/hil-leases` (created mode 1777, so every user of a lab
+//! host shares it; only a directory owned by root or by this user is used). Lease files of
+//! older versions (`<board>.json` with `<board>.lock`) are not read.
 
+mod files;
 pub mod pg;
 pub mod pg_cluster;
 
+pub use files::{FileLeases, LOCK_WAIT};
+
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const DEFAULT_DIR: &str = "/var/tmp/hil-leases";
@@ -159,6 +162,11 @@ pub enum LeaseError {
     LockTimeout { path: String, secs: u64 },
     #[error("lease directory {dir}: {err}")]
     Io { dir: String, err: String },
+    /// A lease file that holds no record a live holder could have written (damaged, or
+    /// forged to keep a board busy). It is never read as a free board: it may be the
+    /// lease of a run that is using the board right now.
+    #[error("lease file {path} is corrupt: {why}; if no run holds the board, remove the file")]
+    Corrupt { path: String, why: String },
     /// The lease database could not be reached or refused a statement. `url` has no
     /// password.
     #[error("lease database HIL_DATABASE_URL={url}: {err}")]
@@ -200,7 +208,7 @@ impl Leases {
     /// on this host's clock (a database's are converted), so `expired(now())` holds here.
     pub fn read(&self, board: &str) -> Result<Option<Record>, LeaseError> {
         match self {
-            Leases::Files(f) => Ok(f.read(board)),
+            Leases::Files(f) => f.read(board),
             Leases::Pg(p) => p.read(board),
         }
     }
@@ -208,7 +216,7 @@ impl Leases {
     /// Every lease, by board name.
     pub fn list(&self) -> Result<Vec<Record>, LeaseError> {
         match self {
-            Leases::Files(f) => Ok(f.list()),
+            Leases::Files(f) => f.list(),
             Leases::Pg(p) => p.list(),
         }
     }
@@ -274,227 +282,6 @@ impl Leases {
     pub fn is_own_lab_up(rec: &Record) -> bool {
         let me = Owner::this_process("");
         rec.owner.job == LAB_UP_JOB && rec.owner.user == me.user && rec.owner.host == me.host
-    }
-}
-
-/// The lease directory.
-#[derive(Debug, Clone)]
-pub struct FileLeases {
-    pub dir: PathBuf,
-}
-
-impl FileLeases {
-    /// `HIL_LEASE_DIR`, else [`DEFAULT_DIR`].
-    pub fn from_env() -> FileLeases {
-        let dir = std::env::var_os("HIL_LEASE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
-        FileLeases { dir }
-    }
-
-    fn io(&self, e: impl std::fmt::Display) -> LeaseError {
-        LeaseError::Io {
-            dir: self.dir.display().to_string(),
-            err: e.to_string(),
-        }
-    }
-
-    fn ensure_dir(&self) -> Result<(), LeaseError> {
-        if self.dir.is_dir() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(e))?;
-        if self.dir == Path::new(DEFAULT_DIR) {
-            use std::os::unix::fs::PermissionsExt;
-            // Shared by every user of the host; the sticky bit keeps their files theirs.
-            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o1777));
-        }
-        Ok(())
-    }
-
-    fn file(&self, board: &str) -> PathBuf {
-        self.dir.join(format!("{board}.json"))
-    }
-
-    /// Runs `f` with the board's lock file held (blocking; the critical sections are a
-    /// read and a rename, so anyone holding the lock longer than [`LOCK_WAIT`] is stuck).
-    fn locked<T>(&self, board: &str, f: impl FnOnce() -> T) -> Result<T, LeaseError> {
-        self.ensure_dir()?;
-        let path = self.dir.join(format!("{board}.lock"));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| self.io(e))?;
-        match flock_within(&lock, LOCK_WAIT) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(LeaseError::LockTimeout {
-                    path: path.display().to_string(),
-                    secs: LOCK_WAIT.as_secs(),
-                })
-            }
-            Err(e) => return Err(self.io(e)),
-        }
-        let r = f();
-        drop(lock); // closing the file releases the lock
-        Ok(r)
-    }
-
-    /// The current lease of a board, if any (expired ones included).
-    pub fn read(&self, board: &str) -> Option<Record> {
-        let text = std::fs::read_to_string(self.file(board)).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// Every lease in the directory, by board name.
-    pub fn list(&self) -> Vec<Record> {
-        let mut v: Vec<Record> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .filter_map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok())
-            .collect();
-        v.sort_by(|a: &Record, b| a.board.cmp(&b.board));
-        v
-    }
-
-    /// Takes the board if it is free, expired, or already ours. Returns the lease record
-    /// written and the expired record it replaced, if any.
-    pub fn try_acquire(
-        &self,
-        board: &str,
-        owner: &Owner,
-        ttl: Duration,
-    ) -> Result<(Record, Option<Record>), LeaseError> {
-        self.locked(board, || {
-            let t = now();
-            let previous = self.read(board);
-            if let Some(p) = &previous {
-                if !p.expired(t) && p.owner != *owner {
-                    return Err(LeaseError::Busy {
-                        board: board.into(),
-                        holder: p.describe(t),
-                    });
-                }
-            }
-            let rec = Record {
-                board: board.into(),
-                owner: owner.clone(),
-                acquired: t,
-                heartbeat: t,
-                ttl_s: ttl.as_secs().max(1),
-                token: previous.as_ref().map_or(0, |p| p.token).saturating_add(1),
-            };
-            self.write(&rec)?;
-            Ok((rec, previous.filter(|p| p.owner != *owner)))
-        })?
-    }
-
-    /// Refreshes the heartbeat; [`LeaseError::Lost`] when the lease is no longer ours (it
-    /// expired and someone took it over, or it was removed): a lost lease is never
-    /// re-created, since someone else may hold the board by now.
-    pub fn renew(&self, rec: &mut Record) -> Result<(), LeaseError> {
-        self.locked(&rec.board.clone(), || {
-            self.verify(rec)?;
-            rec.heartbeat = now();
-            self.write(rec)
-        })?
-    }
-
-    /// The fencing check: the lease file still holds this very grant (same owner, same
-    /// token) and it has not expired.
-    fn verify(&self, rec: &Record) -> Result<(), LeaseError> {
-        let lost = |why: String| LeaseError::Lost {
-            board: rec.board.clone(),
-            why,
-        };
-        match self.read(&rec.board) {
-            Some(cur) if cur.owner == rec.owner && cur.token == rec.token => {
-                if cur.expired(now()) {
-                    Err(lost(format!(
-                        "it expired {:.0} s ago (heartbeats stopped or the clock jumped)",
-                        now() - cur.expires()
-                    )))
-                } else {
-                    Ok(())
-                }
-            }
-            Some(cur) => Err(lost(format!("now {}", cur.describe(now())))),
-            None => Err(lost("the lease file was removed".into())),
-        }
-    }
-
-    /// [`Self::verify`] under the board's lock.
-    pub fn check_current(&self, rec: &Record) -> Result<(), LeaseError> {
-        self.locked(&rec.board, || self.verify(rec))?
-    }
-
-    /// `hil lab down`: gives back this user's `lab up` lease of the board.
-    pub fn release_lab_up(&self, board: &str) -> Result<(), LeaseError> {
-        self.locked(board, || {
-            if self
-                .read(board)
-                .is_some_and(|cur| Leases::is_own_lab_up(&cur))
-            {
-                std::fs::remove_file(self.file(board)).map_err(|e| self.io(e))?;
-            }
-            Ok(())
-        })?
-    }
-
-    /// Gives the board back (only if the lease is still ours).
-    pub fn release(&self, rec: &Record) -> Result<(), LeaseError> {
-        self.locked(&rec.board, || {
-            if self
-                .read(&rec.board)
-                .is_some_and(|cur| cur.owner == rec.owner)
-            {
-                std::fs::remove_file(self.file(&rec.board)).map_err(|e| self.io(e))?;
-            }
-            Ok(())
-        })?
-    }
-
-    fn write(&self, rec: &Record) -> Result<(), LeaseError> {
-        let path = self.file(&rec.board);
-        let tmp = self
-            .dir
-            .join(format!(".{}.{}.tmp", rec.board, std::process::id()));
-        let mut f = File::create(&tmp).map_err(|e| self.io(e))?;
-        let text = serde_json::to_string_pretty(rec).map_err(|e| self.io(e))?;
-        f.write_all(text.as_bytes()).map_err(|e| self.io(e))?;
-        f.sync_all().map_err(|e| self.io(e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| self.io(e))
-    }
-}
-
-/// How long a lease step waits for the board's lock file. The critical sections under it
-/// are a read and a rename (milliseconds), so this only bounds a stuck peer.
-pub const LOCK_WAIT: Duration = Duration::from_secs(10);
-
-/// Takes an exclusive `flock` within `wait` (polled: a blocking flock cannot time out).
-/// `Ok(false)` when it stayed taken.
-fn flock_within(f: &File, wait: Duration) -> std::io::Result<bool> {
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        // SAFETY: the fd is valid for the life of `f`.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = std::io::Error::last_os_error();
-        match e.kind() {
-            std::io::ErrorKind::Interrupted => continue,
-            std::io::ErrorKind::WouldBlock => {}
-            _ => return Err(e),
-        }
-        if std::time::Instant::now() >= deadline {
-            return Ok(false);
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -620,8 +407,8 @@ impl Held {
         }
     }
 
-    /// Gives the board back (a lock and an unlink, or one statement: quick enough to do in
-    /// place).
+    /// Gives the board back (a lock and a truncation, or one statement: quick enough to do
+    /// in place).
     pub fn release(mut self) -> Result<(), LeaseError> {
         self.released = true;
         self.heartbeat.abort();
@@ -665,98 +452,6 @@ mod tests {
             dir: t.path().join("leases"),
         };
         (t, l)
-    }
-
-    #[test]
-    fn second_owner_is_refused_while_the_lease_lives() {
-        let (_t, l) = dir();
-        let ttl = Duration::from_secs(60);
-        let (rec, prev) = l.try_acquire("b1", &owner(1), ttl).unwrap();
-        assert!(prev.is_none());
-        assert_eq!(l.read("b1").unwrap(), rec);
-        let e = l.try_acquire("b1", &owner(2), ttl).unwrap_err();
-        let msg = e.to_string();
-        assert!(
-            msg.starts_with("board b1 is busy: held by job 42 (ci@lab1, pid 1, run run-1)"),
-            "{msg}"
-        );
-        assert!(msg.contains("expires in"), "{msg}");
-        // Another board is unaffected; the owner may re-take its own.
-        l.try_acquire("b2", &owner(2), ttl).unwrap();
-        l.try_acquire("b1", &owner(1), ttl).unwrap();
-        assert_eq!(l.list().len(), 2);
-    }
-
-    #[test]
-    fn an_expired_lease_is_taken_over_and_reported() {
-        let (_t, l) = dir();
-        let (mut rec, _) = l
-            .try_acquire("b1", &owner(1), Duration::from_secs(5))
-            .unwrap();
-        // The holder stopped renewing (killed) long ago.
-        rec.heartbeat -= 10.0;
-        l.write(&rec).unwrap();
-        let (mine, prev) = l
-            .try_acquire("b1", &owner(2), Duration::from_secs(5))
-            .unwrap();
-        assert_eq!(mine.owner.pid, 2);
-        assert_eq!(prev.unwrap().owner.pid, 1);
-        // The old holder's heartbeat now fails instead of stealing it back.
-        let e = l.renew(&mut rec).unwrap_err().to_string();
-        assert!(e.contains("lease of board b1 lost: now held by"), "{e}");
-        assert!(l.check_current(&rec).is_err());
-        l.check_current(&mine).unwrap();
-        assert_eq!(mine.token, rec.token + 1, "a takeover gets the next token");
-        // Release by a non-holder leaves the lease alone; by the holder removes it.
-        l.release(&rec).unwrap();
-        assert!(l.read("b1").is_some());
-        l.release(&mine).unwrap();
-        assert!(l.read("b1").is_none());
-    }
-
-    #[test]
-    fn a_removed_lease_is_lost_and_never_recreated() {
-        let (_t, l) = dir();
-        let (mut rec, _) = l
-            .try_acquire("b1", &owner(1), Duration::from_secs(60))
-            .unwrap();
-        std::fs::remove_file(l.file("b1")).unwrap();
-        let e = l.renew(&mut rec).unwrap_err();
-        assert!(matches!(e, LeaseError::Lost { .. }), "{e}");
-        assert!(l.read("b1").is_none(), "renew re-created the lease");
-    }
-
-    #[test]
-    fn a_stuck_lock_is_a_timeout_not_a_hang() {
-        let (_t, l) = dir();
-        l.ensure_dir().unwrap();
-        let f = File::create(l.dir.join("b1.lock")).unwrap();
-        // SAFETY: valid fd.
-        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
-        let other = File::open(l.dir.join("b1.lock")).unwrap();
-        let t = std::time::Instant::now();
-        assert!(!flock_within(&other, Duration::from_millis(300)).unwrap());
-        assert!(t.elapsed() < Duration::from_secs(2));
-        drop(f);
-        assert!(flock_within(&other, Duration::from_millis(300)).unwrap());
-    }
-
-    #[test]
-    fn racing_threads_never_both_win() {
-        let (_t, l) = dir();
-        let winners: Vec<bool> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..8)
-                .map(|i| {
-                    let l = l.clone();
-                    s.spawn(move || {
-                        l.try_acquire("b", &owner(i), Duration::from_secs(60))
-                            .is_ok()
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        assert_eq!(winners.iter().filter(|w| **w).count(), 1, "{winners:?}");
     }
 
     #[tokio::test]
@@ -820,7 +515,7 @@ mod tests {
         .unwrap();
         tokio::time::sleep(Duration::from_millis(2500)).await;
         // Two TTLs later it is still held: heartbeats renewed it.
-        let rec = l.read("b").unwrap();
+        let rec = l.read("b").unwrap().unwrap();
         assert!(!rec.expired(now()), "{rec:?}");
         assert!(l
             .try_acquire("b", &owner(2), Duration::from_secs(1))

@@ -177,7 +177,7 @@ async fn a_panic_inside_a_check_still_powers_the_board_off_and_leaves_valid_repo
     assert_eq!(lab.power_offs(), 2, "{}", lab.console_log());
     assert_eq!(outcome_of(&r, "boot").outcome, Outcome::Pass);
     assert_eq!(outcome_of(&r, "after").outcome, Outcome::Pass);
-    assert!(lab.leases().read("fake-unit").is_none());
+    assert!(lab.leases().read("fake-unit").unwrap().is_none());
     // The reports on disk are complete and say the same.
     let w = lab.written();
     assert!(w.complete);
@@ -195,15 +195,14 @@ async fn a_lease_taken_over_during_a_check_cancels_it_and_the_loser_never_powers
     let said = started.clone();
     let thief = tokio::spawn(async move {
         said.notified().await;
-        let mut rec = leases.read("fake-unit").expect("the run holds the lease");
+        let mut rec = leases
+            .read("fake-unit")
+            .unwrap()
+            .expect("the run holds the lease");
         rec.owner.job = "nightly-9".into();
         rec.owner.pid = 1;
         rec.token += 1;
-        std::fs::write(
-            leases.dir.join("fake-unit.json"),
-            serde_json::to_string(&rec).unwrap(),
-        )
-        .unwrap();
+        leases.overwrite(&rec).unwrap();
     });
     let t = Instant::now();
     let r = lab
@@ -232,7 +231,7 @@ async fn a_lease_taken_over_during_a_check_cancels_it_and_the_loser_never_powers
     // Never powered off by the loser, and the new holder's lease is left alone.
     assert_eq!(lab.power_offs(), 0, "{}", lab.console_log());
     assert_eq!(
-        lab.leases().read("fake-unit").unwrap().owner.job,
+        lab.leases().read("fake-unit").unwrap().unwrap().owner.job,
         "nightly-9"
     );
     assert_eq!(r.exit_code, Some(crate::outcome::exit::INFRASTRUCTURE));

@@ -118,7 +118,7 @@ fn checklist_refuses_a_board_another_run_holds() {
         "acquired": now, "heartbeat": now, "ttl_s": 600, "token": 4
     });
     std::fs::write(
-        leases.path().join("sim-rk3588.json"),
+        leases.path().join("sim-rk3588.lease"),
         serde_json::to_string(&holder).unwrap(),
     )
     .unwrap();
@@ -142,7 +142,7 @@ fn checklist_refuses_a_board_another_run_holds() {
     );
     assert!(l["hint"].as_str().unwrap().contains("--wait"), "{l}");
     // The holder's lease is untouched and nothing was powered (no console log).
-    let after = std::fs::read_to_string(leases.path().join("sim-rk3588.json")).unwrap();
+    let after = std::fs::read_to_string(leases.path().join("sim-rk3588.lease")).unwrap();
     assert!(after.contains("nightly-77"), "{after}");
     assert!(!out.join("boards/sim-rk3588/console.log").exists());
 }

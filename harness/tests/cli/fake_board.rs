@@ -45,6 +45,14 @@ impl Fake {
         self.root.path().join("leases")
     }
 
+    /// The board's current lease in the test's lease dir (read under its lock, as hil
+    /// does: the file is rewritten in place), `None` when free.
+    pub fn lease(&self) -> Option<hil::lease::Record> {
+        hil::lease::Leases::in_dir(self.leases())
+            .read(BOARD)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     pub fn out(&self, name: &str) -> PathBuf {
         self.root.path().join(format!("out-{name}"))
     }

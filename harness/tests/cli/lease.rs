@@ -19,18 +19,16 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 #[test]
 fn concurrent_runs_never_share_a_board() {
     let fake = Fake::new(|t| t);
-    let lease_file = fake.leases().join("fake-board.json");
     // Holds the board for 3 s: long enough for the other two runs to find it busy.
     let hold = suite("fake-hold");
 
     let out1 = fake.out("lease-first");
     let (mut first, _rx1) = fake.spawn(&hold, &out1, &[]);
     wait_for("the first run takes the lease", LIMIT, || {
-        lease_file.exists()
+        fake.lease().is_some()
     });
-    let holder: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&lease_file).unwrap()).unwrap();
-    assert_eq!(holder["owner"]["pid"], first.0.id(), "{holder}");
+    let holder = fake.lease().unwrap();
+    assert_eq!(holder.owner.pid, first.0.id(), "{holder:?}");
 
     // Without --wait: refused at once, naming the holder; nothing of the board touched.
     let out2 = fake.out("lease-refused");
@@ -74,13 +72,12 @@ fn concurrent_runs_never_share_a_board() {
     let r3 = read_json(&out3.join("results.json"));
     assert_eq!(case(&r3, BOARD, "hold")["outcome"], "pass");
     // Both gave the board back.
-    assert!(!lease_file.exists());
+    assert!(fake.lease().is_none());
 }
 
 #[test]
 fn lease_of_a_killed_run_is_taken_over_after_it_expires() {
     let fake = Fake::new(|t| t + "\n[lease]\nttl_s = 6\n");
-    let lease_file = fake.leases().join("fake-board.json");
     let hold = suite("fake-hold");
 
     let out1 = fake.out("lease-killed");
@@ -91,12 +88,8 @@ fn lease_of_a_killed_run_is_taken_over_after_it_expires() {
     killed.0.kill().unwrap();
     killed.0.wait().unwrap();
     let killed_at = Instant::now();
-    let stale: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&lease_file).unwrap()).unwrap();
-    assert_eq!(
-        stale["owner"]["pid"], pid,
-        "the killed run's lease stays behind"
-    );
+    let stale = fake.lease().expect("the killed run's lease stays behind");
+    assert_eq!(stale.owner.pid, pid, "{stale:?}");
 
     let out2 = fake.out("lease-takeover");
     let (mut next, rx2) = fake.spawn(&hold, &out2, &["--wait"]);
@@ -123,7 +116,7 @@ fn lease_of_a_killed_run_is_taken_over_after_it_expires() {
     let from = props["lease_taken_over_from"].as_str().unwrap();
     assert!(from.contains(&format!("pid {pid}")), "{props}");
     assert_eq!(case(&r, BOARD, "hold")["outcome"], "pass");
-    assert!(!lease_file.exists());
+    assert!(fake.lease().is_none());
 }
 
 #[test]
@@ -294,4 +287,162 @@ fn pg_a_run_whose_token_went_stale_stops_and_leaves_the_new_holder_alone() {
         .unwrap()
         .unwrap();
     assert_eq!((row.owner.host.as_str(), row.owner.pid), ("lab-b", 7));
+}
+
+/// Two real users of one lab host (root and `nobody`) share a 1777 lease directory:
+/// each takes the board in turn whoever created its lease file, a live lease of one
+/// refuses the other, an expired lease of root (a crashed run) is taken over by
+/// `nobody`, and a lease file only its owner may write is an error naming the fix. The
+/// board is powered by relay commands (`hil power BOARD on`): a lease step and a shell
+/// command, no emulated board.
+#[test]
+fn two_users_share_the_lease_dir_and_take_over_each_others_expired_leases() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    // /proc/self belongs to the process's effective user.
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    assert_eq!(
+        uid, 0,
+        "this test runs hil as root and as user nobody, so it must run as root (CI does)"
+    );
+    let runuser = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("runuser (util-linux) is needed to run hil as user nobody");
+
+    // Everything under a 0755 dir in /tmp, which nobody can traverse.
+    let root = tempfile::Builder::new()
+        .prefix("hil-two-users-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let top = root.path();
+    chmod(top, 0o755);
+    let leases = top.join("leases");
+    std::fs::create_dir(&leases).unwrap();
+    chmod(&leases, 0o1777);
+    let boards = top.join("boards");
+    std::fs::create_dir(&boards).unwrap();
+    let log = top.join("relay.log");
+    std::fs::write(&log, "").unwrap();
+    chmod(&log, 0o666);
+    std::fs::write(
+        boards.join(format!("{BOARD}.toml")),
+        crate::verbs::relay_board(&log),
+    )
+    .unwrap();
+    // Each user's `hil power` writes its power log under its working directory.
+    let work = |who: &str| {
+        let d = top.join(format!("work-{who}"));
+        std::fs::create_dir(&d).unwrap();
+        chmod(&d, 0o777);
+        d
+    };
+    let (work_root, work_nobody) = (work("root"), work("nobody"));
+    // The binary under target/ may sit in a tree nobody cannot traverse: a copy can.
+    let bin = top.join("hil");
+    std::fs::copy(env!("CARGO_BIN_EXE_hil"), &bin).unwrap();
+    chmod(&bin, 0o755);
+
+    let env = [
+        format!("HIL_BOARDS={}", boards.display()),
+        format!("HIL_LEASE_DIR={}", leases.display()),
+    ];
+    let power_on = |as_nobody: bool| -> std::process::Output {
+        let mut c = if as_nobody {
+            let mut c = std::process::Command::new(runuser);
+            c.args(["-u", "nobody", "--", "env"]).args(&env).arg(&bin);
+            c.current_dir(&work_nobody);
+            c
+        } else {
+            let mut c = std::process::Command::new(&bin);
+            c.envs(env.iter().filter_map(|kv| kv.split_once('=')));
+            c.current_dir(&work_root);
+            c
+        };
+        c.env_remove("HIL_DATABASE_URL").env_remove("HIL_HOST");
+        c.args(["power", BOARD, "on"]).output().unwrap()
+    };
+    let ok = |as_nobody: bool| {
+        let o = power_on(as_nobody);
+        let who = if as_nobody { "nobody" } else { "root" };
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{who}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let lease_file = leases.join(format!("{BOARD}.lease"));
+    let file_of = || {
+        let m = std::fs::symlink_metadata(&lease_file).unwrap();
+        (m.uid(), m.mode() & 0o7777, m.len())
+    };
+    let db = hil::lease::Leases::in_dir(&leases);
+    let someone = |job: &str| hil::lease::Owner {
+        job: job.into(),
+        user: "root".into(),
+        host: "lab1".into(),
+        pid: 999_999,
+        run_id: "r".into(),
+    };
+
+    // Root takes and gives back the board: its lease file stays, empty, writable by all.
+    ok(false);
+    assert_eq!(file_of(), (0, 0o666, 0), "root's lease file after release");
+    // Then nobody takes it in turn, through root's file.
+    ok(true);
+    assert_eq!(file_of(), (0, 0o666, 0));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "on\non\n");
+
+    // A live lease of root refuses nobody, naming the holder.
+    let (live, _) = db
+        .try_acquire(BOARD, &someone("root-run"), Duration::from_secs(600))
+        .unwrap();
+    let o = power_on(true);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("board fake-board is busy: held by job root-run (root@lab1, pid 999999"),
+        "{err}"
+    );
+    db.release(&live).unwrap();
+
+    // Root's run crashed holding the board (a 1 s lease nobody renews): once it has
+    // expired, nobody takes it over, in a sticky dir where it may not replace root's file.
+    let (crashed, _) = db
+        .try_acquire(BOARD, &someone("crashed"), Duration::from_secs(1))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1300));
+    ok(true);
+    assert!(db.read(BOARD).unwrap().is_none(), "nobody gave it back");
+    assert_eq!(file_of(), (0, 0o666, 0));
+    // The crashed holder's lease is gone for good: its fencing check fails.
+    assert!(db.check_current(&crashed).is_err());
+
+    // A lease file nobody created serves root as well.
+    std::fs::remove_file(&lease_file).unwrap();
+    ok(true);
+    assert_eq!(file_of(), (65534, 0o666, 0), "nobody's lease file");
+    ok(false);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "on\non\non\non\non\n"
+    );
+
+    // A lease file of root's that only root may write: nobody is told what fixes it.
+    std::fs::remove_file(&lease_file).unwrap();
+    std::fs::write(&lease_file, "").unwrap();
+    chmod(&lease_file, 0o644);
+    let o = power_on(true);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} (mode 0644, owner uid 0) is not writable by this user",
+            lease_file.display()
+        )) && err.contains(&format!("chmod 666 {}", lease_file.display())),
+        "{err}"
+    );
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A board file named like the fake board, powered by commands that log to `log`.
-fn relay_board(log: &Path) -> String {
+pub fn relay_board(log: &Path) -> String {
     let sh = |w: &str| format!("echo {w} >> '{}'", log.display());
     format!(
         r##"name = "{BOARD}"
@@ -56,9 +56,8 @@ fn power_ssh_and_console_to_are_refused_while_a_run_holds_the_board() {
     let out = fake.out("verbs-hold");
     let (mut run, _rx) = fake.spawn(hold.to_str().unwrap(), &out, &[]);
     let pid = run.0.id();
-    let lease_file = fake.leases().join("fake-board.json");
     let end = Instant::now() + LIMIT;
-    while !lease_file.exists() {
+    while fake.lease().is_none() {
         assert!(Instant::now() < end, "the run takes the lease");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -124,7 +123,7 @@ fn power_ssh_and_console_to_are_refused_while_a_run_holds_the_board() {
         said.contains("board fake-board: power cycle done (power.off, 2 s, power.on ran)"),
         "{said}"
     );
-    assert!(!lease_file.exists(), "the verb gave the board back");
+    assert!(fake.lease().is_none(), "the verb gave the board back");
     let o = verb(&["power", BOARD, "status"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("lease: free"));
 }
