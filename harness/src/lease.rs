@@ -434,25 +434,8 @@ impl Drop for Held {
 
 #[cfg(test)]
 mod tests {
+    use super::files::tests::{dir, owner};
     use super::*;
-
-    fn owner(pid: u32) -> Owner {
-        Owner {
-            job: "42".into(),
-            user: "ci".into(),
-            host: "lab1".into(),
-            pid,
-            run_id: format!("run-{pid}"),
-        }
-    }
-
-    fn dir() -> (tempfile::TempDir, FileLeases) {
-        let t = tempfile::tempdir().unwrap();
-        let l = FileLeases {
-            dir: t.path().join("leases"),
-        };
-        (t, l)
-    }
 
     #[tokio::test]
     async fn waiting_queues_until_the_holder_releases() {

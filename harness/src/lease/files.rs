@@ -526,10 +526,11 @@ fn flock_within(f: &File, wait: Duration) -> std::io::Result<bool> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn owner(pid: u32) -> Owner {
+    /// A test owner; `pid` tells owners apart.
+    pub(in crate::lease) fn owner(pid: u32) -> Owner {
         Owner {
             job: "42".into(),
             user: "ci".into(),
@@ -539,7 +540,8 @@ mod tests {
         }
     }
 
-    fn dir() -> (tempfile::TempDir, FileLeases) {
+    /// File leases in a fresh temporary directory (kept while the first value lives).
+    pub(in crate::lease) fn dir() -> (tempfile::TempDir, FileLeases) {
         let t = tempfile::tempdir().unwrap();
         let l = FileLeases {
             dir: t.path().join("leases"),
