@@ -260,54 +260,77 @@ fn smoke_suite_passes_on_sim_rk3588() {
         .contains("| ✔ | smmu-probed |"));
 }
 
-#[test]
-fn live_console_shows_output_and_passes_typed_input() {
-    let _l = lock();
-    let mut child = hil()
-        .args(["console", "sim-rk3588"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn hil console");
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut g = Guard(child);
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
+/// `hil console BOARD` with its terminal piped: what it has shown so far, and typing.
+struct Attached {
+    stdin: std::process::ChildStdin,
+    shown: mpsc::Receiver<String>,
+    g: Guard,
+}
+
+impl Attached {
+    fn spawn(board: &str) -> Attached {
+        let mut child = hil()
+            .args(["console", board])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hil console");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, shown) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut buf = Vec::new();
             let mut b = [0u8; 4096];
-            match std::io::Read::read(&mut r, &mut b) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    buf.extend_from_slice(&b[..n]);
-                    let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-                }
+            while let Ok(n @ 1..) = std::io::Read::read(&mut r, &mut b) {
+                buf.extend_from_slice(&b[..n]);
+                let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
             }
+        });
+        Attached {
+            stdin,
+            shown,
+            g: Guard(child),
         }
-    });
-    let wait_text = |needle: &str, limit: Duration| -> String {
+    }
+
+    fn type_in(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
+    }
+
+    /// Everything shown so far, once it contains `needle`.
+    fn wait_text(&self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+            match self.shown.recv_timeout(left) {
                 Ok(s) if s.contains(needle) => return s,
                 Ok(_) => {}
                 Err(_) => panic!("{needle:?} not shown within {limit:?}"),
             }
         }
-    };
-    wait_text("Hit any key to stop autoboot", BOOT_LIMIT);
-    stdin.write_all(b" ").unwrap();
-    wait_text("=> ", Duration::from_secs(60));
-    stdin.write_all(b"echo typed-through-hil\r").unwrap();
-    let shown = wait_text("\ntyped-through-hil", Duration::from_secs(60));
+    }
+
+    /// Ctrl-] and the exit status.
+    fn quit(mut self) -> i32 {
+        self.type_in(&[0x1d]);
+        wait_exit(&mut self.g, Duration::from_secs(30))
+    }
+}
+
+#[test]
+fn live_console_shows_output_and_passes_typed_input() {
+    let _l = lock();
+    let mut c = Attached::spawn("sim-rk3588");
+    c.wait_text("Hit any key to stop autoboot", BOOT_LIMIT);
+    c.type_in(b" ");
+    c.wait_text("=> ", Duration::from_secs(60));
+    c.type_in(b"echo typed-through-hil\r");
+    let shown = c.wait_text("\ntyped-through-hil", Duration::from_secs(60));
     assert!(shown.contains("U-Boot 2023.01"), "banner shown");
-    stdin.write_all(&[0x1d]).unwrap(); // Ctrl-] quits and powers the sim board off
-    let code = wait_exit(&mut g, Duration::from_secs(30));
-    assert_eq!(code, 0);
+    // Ctrl-] quits and powers the sim board off
+    assert_eq!(c.quit(), 0);
 }
 
 /// Takes a sim board started by `hil lab up` down again, also when a test fails midway.
@@ -372,37 +395,10 @@ fn lab_up_to_linux_leaves_the_board_booted_for_hil_ssh_and_console() {
     );
 
     // The console attaches to the running shell; Ctrl-] leaves the board up.
-    let mut c = hil()
-        .args(["console", "sim-rk3588"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn hil console");
-    let mut stdin = c.stdin.take().unwrap();
-    let stdout_pipe = c.stdout.take().unwrap();
-    let mut g = Guard(c);
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(stdout_pipe);
-        let mut buf = Vec::new();
-        let mut b = [0u8; 4096];
-        while let Ok(n @ 1..) = std::io::Read::read(&mut r, &mut b) {
-            buf.extend_from_slice(&b[..n]);
-            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-        }
-    });
-    stdin.write_all(b"echo typed-$((6*7))\r").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(s) if s.contains("typed-42") => break,
-            Ok(_) => {}
-            Err(_) => panic!("the shell's answer was not shown within 60 s"),
-        }
-    }
-    stdin.write_all(&[0x1d]).unwrap();
-    assert_eq!(wait_exit(&mut g, Duration::from_secs(30)), 0);
+    let mut c = Attached::spawn("sim-rk3588");
+    c.type_in(b"echo typed-$((6*7))\r");
+    c.wait_text("typed-42", Duration::from_secs(60));
+    assert_eq!(c.quit(), 0);
     let o = run(hil().args(["ssh", "sim-rk3588", "echo", "still-up"]));
     assert_eq!(stdout(&o), "still-up\n", "{}", stderr(&o));
 
