@@ -77,21 +77,14 @@ pub async fn console(
 
 async fn open(board: &Board, device: &str, log_dir: &std::path::Path) -> anyhow::Result<Console> {
     let log = log_dir.join(format!("console-{}.log", board.name));
-    // The board's own device path is reopened after a USB re-enumeration; a pty that
-    // QEMU made for this session dies with QEMU.
-    let reopen = if device == board.console.device {
-        board.console.reopen_within()
+    let title = format!("hil console {}", board.name);
+    // The board's own console is reopened as its board file says (a USB re-enumeration, a
+    // console server's link); a pty that QEMU made for this session dies with QEMU.
+    let c = if device == board.console.device {
+        Console::open_board(&board.console, &log, &title).await?
     } else {
-        None
+        Console::open_device(device, board.console.line(), None, &log, &title).await?
     };
-    let c = Console::open_device(
-        device,
-        board.console.baud,
-        reopen,
-        &log,
-        &format!("hil console {}", board.name),
-    )
-    .await?;
     eprintln!(
         "hil: console of {} on {device} (log {}); Ctrl-] quits",
         board.name,

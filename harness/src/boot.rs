@@ -189,19 +189,15 @@ impl BoardSession {
         let b = &self.board;
         // A pty the power backend made dies with the board's QEMU: never reopened. The
         // board's own device path is, after a USB re-enumeration (console::reopen).
-        let (device, reopen) = match self.power.arm().await? {
-            Some(pty) => (pty, None),
-            None => (b.console.device.clone(), b.console.reopen_within()),
+        let log = self.run_dir.join("console.log");
+        let title = format!("board {}", b.name);
+        let armed = self.power.arm().await?;
+        let opened = match &armed {
+            Some(pty) => Console::open_device(pty, b.console.line(), None, &log, &title).await,
+            None => Console::open_board(&b.console, &log, &title).await,
         };
-        let console = Console::open_device(
-            &device,
-            b.console.baud,
-            reopen,
-            &self.run_dir.join("console.log"),
-            &format!("board {}", b.name),
-        )
-        .await
-        .map_err(|e| StepError::Infra(format!("console {device}: {e}")))?;
+        let device = armed.unwrap_or_else(|| b.console.device.clone());
+        let console = opened.map_err(|e| StepError::Infra(format!("console {device}: {e}")))?;
         let mut exp = Expecter::new(console.subscribe(), vec![]);
         console.mark(format!("power on (console {device})"));
         self.console = Some(console.clone());

@@ -1,9 +1,11 @@
 //! Board files (`boards/*.toml`): how to reach, power, boot and log into one board.
 
+use super::console_ssh::{ConsoleSshCfg, SshConsoleAddr};
 use super::error::{ConfigError, ConfigErrors};
 use super::expand;
 use super::limits::{SecsRange, BAUD_MAX, REOPEN_MAX_S};
 use super::load::{parse_toml, read_text};
+use super::serial_line::{Flow, SerialLine};
 use super::validate::Validation;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -123,14 +125,28 @@ pub struct ConsoleCfg {
     /// `qemu` (the pty the QEMU power backend reports), a serial device path (use
     /// `/dev/serial/by-id/...` or by-path, never `ttyUSBn`: it moves on re-enumeration),
     /// a USB-serial adapter by identity (`usb-serial:SERIAL[:ifNN]`,
-    /// `usb-path:PORT[:C.I]`, found through sysfs at every open), or a network console `rfc2217://`, `telnet://`, `tcp://HOST:PORT` ([`ConsoleDevice`]).
+    /// `usb-path:PORT[:C.I]`, found through sysfs at every open), a network console
+    /// `rfc2217://`, `telnet://`, `tcp://HOST:PORT`, or a console server reached by SSH,
+    /// `ssh://USER@HOST[:PORT]` with a `[console.ssh]` table ([`ConsoleDevice`]).
     pub device: String,
     pub baud: u32,
+    /// Data bits, parity and stop bits, `"8N1"` (the default) or e.g. `"7E1"`; set where
+    /// hil owns the line (a local tty, RFC 2217).
+    pub format: Option<String>,
+    /// `"none"` (default), `"rts-cts"` or `"xon-xoff"`.
+    #[serde(default)]
+    pub flow: Flow,
     /// A device-path console whose transport vanishes (USB re-enumeration) is reopened if
     /// the same path comes back within this many seconds, a network console reconnected
     /// if its address accepts again in that time; 0 closes it at once. Default
     /// [`DEFAULT_REOPEN_TIMEOUT_S`]. Not for `qemu`: that pty dies with QEMU.
     pub reopen_timeout_s: Option<u64>,
+    /// How to log in to the console server of an `ssh://` device, and what to run there.
+    pub ssh: Option<ConsoleSshCfg>,
+    /// The console server's login, made from `device` and `ssh` when the placeholders are
+    /// expanded ([`Board::expanded`], which reads `ssh.host_key_file`).
+    #[serde(skip)]
+    pub ssh_login: Option<crate::ssh::SshTarget>,
 }
 
 /// What `console.device` names, parsed.
@@ -147,6 +163,8 @@ pub enum ConsoleDevice {
     /// A local USB-serial adapter by its identity, its tty found through sysfs at every
     /// open (console/usb.rs).
     Usb(UsbAdapter),
+    /// A console server reached by SSH (config/console_ssh.rs).
+    Ssh(SshConsoleAddr),
 }
 
 /// A USB-serial adapter named by what survives re-enumeration.
@@ -312,7 +330,8 @@ impl std::fmt::Display for NetConsole {
     }
 }
 
-const URL_FORMS: &str = "rfc2217://HOST:PORT, telnet://HOST:PORT or tcp://HOST:PORT";
+const URL_FORMS: &str =
+    "rfc2217://HOST:PORT, telnet://HOST:PORT, tcp://HOST:PORT or ssh://USER@HOST[:PORT]";
 
 impl ConsoleDevice {
     /// Parses a `console.device` value; the error says what to write instead.
@@ -332,6 +351,7 @@ impl ConsoleDevice {
             return Ok(ConsoleDevice::Path(d.to_string()));
         };
         let proto = match scheme {
+            "ssh" => return super::console_ssh::parse_addr(d, rest).map(ConsoleDevice::Ssh),
             "rfc2217" => NetProto::Rfc2217,
             "telnet" => NetProto::Telnet,
             "tcp" => NetProto::Tcp,
@@ -397,6 +417,13 @@ const REOPEN_RANGE: SecsRange = SecsRange {
 };
 
 impl ConsoleCfg {
+    /// The line settings (validation has refused a `format` that does not parse).
+    pub fn line(&self) -> SerialLine {
+        let format = self.format.as_deref().unwrap_or("8N1");
+        SerialLine::parse(self.baud, format, self.flow)
+            .unwrap_or_else(|_| SerialLine::from(self.baud))
+    }
+
     /// `device`, parsed (validation has refused a value that does not parse; an
     /// unparsable one counts as a path here and fails to open under its own name).
     pub fn target(&self) -> ConsoleDevice {
@@ -564,6 +591,60 @@ impl ConsoleCfg {
         self.validate_device(v);
         self.validate_baud(v);
         self.validate_reopen(v);
+        self.validate_ssh(v);
+        self.validate_line(v);
+    }
+
+    /// A format that parses, and line settings only where hil sets the line.
+    fn validate_line(&self, v: &mut Validation) {
+        if let Some(f) = &self.format {
+            if let Err(m) = SerialLine::parse(self.baud, f, self.flow) {
+                v.err("console.format", m);
+            }
+        }
+        let set = |key: &str| match key {
+            "console.format" => self.format.as_deref().is_some_and(|f| f != "8N1"),
+            _ => self.flow != Flow::None,
+        };
+        let elsewhere = match ConsoleDevice::parse(&self.device) {
+            Ok(ConsoleDevice::Net(n)) if n.proto != NetProto::Rfc2217 => {
+                Some(format!("{n} passes bytes only; set the line on the exporter (ser2net's connector, e.g. serialdev,/dev/ttyUSB0,115200n81), or use rfc2217://"))
+            }
+            Ok(ConsoleDevice::Ssh(a)) => Some(format!(
+                "{a} runs console.ssh.command, which sets the line itself (e.g. microcom -s BAUD)"
+            )),
+            _ => None,
+        };
+        if let Some(why) = elsewhere {
+            for key in ["console.format", "console.flow"] {
+                if set(key) {
+                    v.err(
+                        key,
+                        format!("is set, but hil cannot set the line of this console: {why}"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// `[console.ssh]` goes with an `ssh://` device, and only with one.
+    fn validate_ssh(&self, v: &mut Validation) {
+        let is_ssh = matches!(
+            ConsoleDevice::parse(&self.device),
+            Ok(ConsoleDevice::Ssh(_))
+        );
+        match (&self.ssh, is_ssh) {
+            (Some(s), true) => s.validate(v),
+            (None, true) => v.err(
+                "console.ssh",
+                "is missing; an ssh:// console needs a [console.ssh] table with command, identity and host_key",
+            ),
+            (Some(_), false) => v.err(
+                "console.ssh",
+                format!("is set but console.device is \"{}\"; expected it only with console.device = \"ssh://USER@HOST[:PORT]\"", self.device),
+            ),
+            (None, false) => {}
+        }
     }
 
     /// `qemu`, `fake`, a network URL, or an absolute path that stays the same across USB
@@ -572,7 +653,7 @@ impl ConsoleCfg {
         let d = &self.device;
         match ConsoleDevice::parse(d) {
             Err(m) => return v.err("console.device", m),
-            Ok(ConsoleDevice::Net(_) | ConsoleDevice::Usb(_)) => return,
+            Ok(ConsoleDevice::Net(_) | ConsoleDevice::Usb(_) | ConsoleDevice::Ssh(_)) => return,
             Ok(_) => {}
         }
         // A leading placeholder ({run_dir}, {board_dir}) expands to an absolute path.
@@ -1086,6 +1167,12 @@ impl Board {
                 v.push((format!("qemu.args[{i}]"), a.clone()));
             }
         }
+        if let Some(s) = &self.console.ssh {
+            v.push(("console.ssh.identity".into(), s.identity.clone()));
+            if let Some(f) = &s.host_key_file {
+                v.push(("console.ssh.host_key_file".into(), f.clone()));
+            }
+        }
         if let Some(s) = &self.ssh {
             v.push(("ssh.identity".into(), s.identity.clone()));
             if let Some(f) = &s.host_key_file {
@@ -1158,6 +1245,17 @@ impl Board {
             Ok(())
         };
         ex("console.device", &mut b.console.device)?;
+        if let Some(s) = &mut b.console.ssh {
+            ex("console.ssh.identity", &mut s.identity)?;
+            if let Some(f) = &mut s.host_key_file {
+                ex("console.ssh.host_key_file", f)?;
+            }
+        }
+        if let (Ok(ConsoleDevice::Ssh(addr)), Some(cfg)) =
+            (ConsoleDevice::parse(&b.console.device), &b.console.ssh)
+        {
+            b.console.ssh_login = Some(cfg.target(&addr, path)?);
+        }
         if let Some(q) = &mut b.qemu {
             if let Some(bios) = &mut q.bios {
                 ex("qemu.bios", bios)?;
@@ -1188,27 +1286,12 @@ impl Board {
     /// The SSH target with its pinned host key, read from the board file or its key file.
     pub fn ssh_target(&self, path: &Path) -> Result<Option<crate::ssh::SshTarget>, ConfigError> {
         let Some(s) = &self.ssh else { return Ok(None) };
-        let (key_text, key_name) = match (&s.host_key, &s.host_key_file) {
-            (Some(k), _) => (k.clone(), "ssh.host_key"),
-            (None, Some(f)) => (
-                std::fs::read_to_string(f).map_err(|e| {
-                    ConfigError::new(
-                        path,
-                        "ssh.host_key_file",
-                        format!("cannot read {f}: {e}; expected the board's public host key file"),
-                    )
-                })?,
-                "ssh.host_key_file",
-            ),
-            (None, None) => return Err(ConfigError::new(path, "ssh.host_key", "is missing")),
-        };
-        let (_, blob) = crate::ssh::parse_public_key(&key_text).ok_or_else(|| {
-            ConfigError::new(
-                path,
-                key_name,
-                "expected \"<type> <base64>\" as in an OpenSSH .pub file",
-            )
-        })?;
+        let blob = super::host_key::pinned(
+            path,
+            s.host_key.as_deref(),
+            s.host_key_file.as_deref(),
+            "ssh",
+        )?;
         Ok(Some(crate::ssh::SshTarget {
             host: s.host.clone(),
             port: s.port,
@@ -1273,6 +1356,59 @@ memory_mb = 64
 start_timeout_s = 5
 args = ["-chardev", "socket,id=c,path={run_dir}/c.sock,reconnect=1", "-serial", "chardev:c"]"#;
     const MANUAL: &str = "[power]\nbackend = \"manual\"\ntimeout_s = 60";
+
+    #[test]
+    fn a_console_server_console_needs_its_table_and_gets_a_pinned_login() {
+        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fake-board");
+        let pub_line = std::fs::read_to_string(keys.join("ssh_host_ed25519.pub")).unwrap();
+        let console =
+            |device: &str, table: &str| format!("device = \"{device}\"\nbaud = 115200\n{table}");
+        let table = format!(
+            "[console.ssh]\ncommand = \"microcom -s 115200 /dev/ttyUSB3\"\nidentity = \"/k\"\nhost_key_file = \"{}\"\n",
+            keys.join("ssh_host_ed25519.pub").display()
+        );
+        let b = board(&console("ssh://cs@192.0.2.20:2222", &table), MANUAL).unwrap();
+        assert!(b.console.ssh_login.is_none(), "made when expanded");
+        let b = b
+            .expanded(Path::new("b.toml"), &expand::Vars::new())
+            .unwrap();
+        let login = b.console.ssh_login.unwrap();
+        assert_eq!(
+            (login.user.as_str(), login.host.as_str(), login.port),
+            ("cs", "192.0.2.20", 2222)
+        );
+        assert_eq!(
+            login.host_key,
+            crate::ssh::parse_public_key(&pub_line).unwrap().1
+        );
+
+        let err = |device: &str, table: &str| board(&console(device, table), MANUAL).unwrap_err();
+        let e = err("ssh://cs@192.0.2.20", "");
+        assert!(e.contains("`console.ssh`: is missing"), "{e}");
+        let e = err("/dev/serial/by-id/x", &table);
+        assert!(
+            e.contains("`console.ssh`: is set but console.device"),
+            "{e}"
+        );
+        let e = err("ssh://192.0.2.20", &table);
+        assert!(e.contains("console.device") && e.contains("no user"), "{e}");
+        let bad = table.replace("microcom -s", "\\u0015reboot #");
+        let e = err("ssh://cs@192.0.2.20", &bad);
+        assert!(
+            e.contains("console.ssh.command") && e.contains("control character"),
+            "{e}"
+        );
+        let bad = table.replace("host_key_file", "host_key_path");
+        let e = err("ssh://cs@192.0.2.20", &bad);
+        assert!(e.contains("host_key_path"), "{e}");
+        let no_key: String = table
+            .lines()
+            .filter(|l| !l.starts_with("host_key"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let e = err("ssh://cs@192.0.2.20", &no_key);
+        assert!(e.contains("`console.ssh.host_key`: is missing"), "{e}");
+    }
 
     #[test]
     fn reopen_limit_defaults_for_device_paths_and_is_off_for_the_qemu_pty() {
@@ -1382,7 +1518,8 @@ args = ["-chardev", "socket,id=c,path={run_dir}/c.sock,reconnect=1", "-serial", 
         let cases = [
             ("rfc2217://127.0.0.1", "with no port; expected rfc2217://HOST:PORT"),
             ("telnet://127.0.0.1:", "with no port"),
-            ("ssh://127.0.0.1:22", "unknown scheme \"ssh\"; expected rfc2217://HOST:PORT, telnet://HOST:PORT or tcp://HOST:PORT"),
+            ("ssh://127.0.0.1:22", "with no user; expected ssh://USER@HOST[:PORT]"),
+            ("serial://ttyS0", "unknown scheme \"serial\"; expected rfc2217://HOST:PORT, telnet://HOST:PORT, tcp://HOST:PORT or ssh://USER@HOST[:PORT]"),
             ("tcp://:3000", "with no host"),
             ("tcp://127.0.0.1:99999", "the port \"99999\" is not a TCP port"),
             ("tcp://127.0.0.1:0", "the port \"0\" is not a TCP port"),

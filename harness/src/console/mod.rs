@@ -17,6 +17,7 @@ pub mod transport;
 pub mod usb;
 
 use crate::config::board::ConsoleDevice;
+use crate::config::serial_line::SerialLine;
 use log::ConsoleLog;
 use reopen::{HeldInput, Reopen, Target};
 use std::path::Path;
@@ -72,16 +73,17 @@ impl Console {
     /// it comes back in time (see [`reopen`]); without, its end closes the console.
     pub fn open(
         device: &str,
-        baud: u32,
+        line: impl Into<SerialLine>,
         reopen_within: Option<Duration>,
         log_path: &Path,
         title: &str,
     ) -> std::io::Result<Console> {
-        let transport = Transport::open_serial(device, baud)?;
+        let line = line.into();
+        let transport = Transport::open_serial(device, line)?;
         let log = ConsoleLog::create(log_path, title)?;
         let reopen = reopen_within.map(|within| Reopen {
             target: Target::Serial(device.to_string()),
-            baud,
+            line,
             within,
         });
         Ok(Self::start(transport, reopen, log))
@@ -95,7 +97,7 @@ impl Console {
     /// another ttyUSB number).
     pub async fn open_device(
         device: &str,
-        baud: u32,
+        line: impl Into<SerialLine>,
         reopen_within: Option<Duration>,
         log_path: &Path,
         title: &str,
@@ -108,25 +110,55 @@ impl Console {
                 adapter,
                 sysfs: usb::SysfsRoot::default(),
             },
-            _ => return Self::open(device, baud, reopen_within, log_path, title),
+            ConsoleDevice::Ssh(addr) => {
+                return Err(std::io::Error::other(format!(
+                    "{addr} is a console server: its login and attach command come from the board file's [console.ssh] table"
+                )))
+            }
+            _ => return Self::open(device, line, reopen_within, log_path, title),
         };
-        Self::open_target(target, baud, reopen_within, log_path, title).await
+        Self::open_target(target, line, reopen_within, log_path, title).await
+    }
+
+    /// Opens a board's own console as its board file describes it (`console.device`, and
+    /// for a console server `[console.ssh]`), reopened within `console.reopen_timeout_s`.
+    pub async fn open_board(
+        cfg: &crate::config::board::ConsoleCfg,
+        log_path: &Path,
+        title: &str,
+    ) -> std::io::Result<Console> {
+        let (Some(login), Some(ssh)) = (&cfg.ssh_login, &cfg.ssh) else {
+            return Self::open_device(
+                &cfg.device,
+                cfg.line(),
+                cfg.reopen_within(),
+                log_path,
+                title,
+            )
+            .await;
+        };
+        let target = Target::Ssh {
+            login: login.clone(),
+            command: ssh.command.clone(),
+        };
+        Self::open_target(target, cfg.line(), cfg.reopen_within(), log_path, title).await
     }
 
     /// Opens a network console or a USB adapter by identity (see [`Console::open_device`]).
     pub async fn open_target(
         target: Target,
-        baud: u32,
+        line: impl Into<SerialLine>,
         reopen_within: Option<Duration>,
         log_path: &Path,
         title: &str,
     ) -> std::io::Result<Console> {
+        let line = line.into();
         let (transport, found) = match &target {
             Target::Usb { adapter, sysfs } => {
                 let tty = usb::resolve(sysfs, adapter).map_err(std::io::Error::other)?;
-                (Transport::open_serial(&tty, baud)?, Some(tty))
+                (Transport::open_serial(&tty, line)?, Some(tty))
             }
-            t => (t.open(baud, transport::CONNECT_TIMEOUT).await?, None),
+            t => (t.open(line, t.first_open_limit()).await?, None),
         };
         let mut log = ConsoleLog::create(log_path, title)?;
         if let Some(tty) = found {
@@ -134,7 +166,7 @@ impl Console {
         }
         let reopen = reopen_within.map(|within| Reopen {
             target,
-            baud,
+            line,
             within,
         });
         Ok(Self::start(transport, reopen, log))
@@ -236,6 +268,7 @@ async fn broker(
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut held = HeldInput::default();
+    let mut opened = tokio::time::Instant::now();
     let reason = loop {
         let lost = match pump(
             &transport, &mut buf, &mut log, &shared, &mut input, &mut held,
@@ -258,9 +291,10 @@ async fn broker(
         );
         let _ = log.mark(&note);
         shared.publish(Event::Notice(note));
-        match ro.wait(&mut log, &mut input, &mut held).await {
+        match ro.wait(opened, &mut log, &mut input, &mut held).await {
             Ok((t, gap)) => {
                 transport = t;
+                opened = tokio::time::Instant::now();
                 shared.gaps.fetch_add(1, Ordering::Relaxed);
                 shared
                     .gap_ms
@@ -380,5 +414,7 @@ async fn pump(
     }
 }
 
+#[cfg(test)]
+mod console_server_tests;
 #[cfg(test)]
 mod tests;

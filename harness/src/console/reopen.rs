@@ -17,6 +17,7 @@ use super::transport::Transport;
 use super::usb::SysfsRoot;
 use super::Input;
 use crate::config::board::{NetConsole, UsbAdapter};
+use crate::config::serial_line::SerialLine;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -24,6 +25,9 @@ use tokio::time::Instant;
 /// How often the path is tried while it is away: fast enough that a gap costs little
 /// board output, slow enough to be no load.
 const POLL: Duration = Duration::from_millis(100);
+/// How long one login to a console server may take (TCP, handshake, key exchange, the
+/// channel and its command).
+const SSH_LOGIN_LIMIT: Duration = Duration::from_secs(15);
 /// Input held while the transport is away; a console is typed at in commands, not bulk.
 pub const HELD_LIMIT: usize = 64 * 1024;
 
@@ -31,7 +35,7 @@ pub const HELD_LIMIT: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Reopen {
     pub target: Target,
-    pub baud: u32,
+    pub line: SerialLine,
     pub within: Duration,
 }
 
@@ -47,6 +51,11 @@ pub enum Target {
         adapter: UsbAdapter,
         sysfs: SysfsRoot,
     },
+    /// A console server: log in, run `command` there; its stdin/stdout is the line.
+    Ssh {
+        login: crate::ssh::SshTarget,
+        command: String,
+    },
 }
 
 impl std::fmt::Display for Target {
@@ -55,20 +64,52 @@ impl std::fmt::Display for Target {
             Target::Serial(p) => f.write_str(p),
             Target::Net(n) => write!(f, "{n}"),
             Target::Usb { adapter, .. } => write!(f, "{adapter}"),
+            Target::Ssh { login, command } => write!(
+                f,
+                "ssh://{}@{}:{} ({command})",
+                login.user, login.host, login.port
+            ),
         }
     }
 }
 
 impl Target {
     /// Opens (connects) once; a network console gets at most `within` for it.
-    pub async fn open(&self, baud: u32, within: Duration) -> std::io::Result<Transport> {
+    pub async fn open(&self, line: SerialLine, within: Duration) -> std::io::Result<Transport> {
         match self {
-            Target::Serial(p) => Transport::open_serial(p, baud),
-            Target::Net(n) => Transport::connect(n, baud, within).await,
+            Target::Serial(p) => Transport::open_serial(p, line),
+            Target::Net(n) => Transport::connect(n, line, within).await,
             Target::Usb { adapter, sysfs } => {
                 let tty = super::usb::resolve(sysfs, adapter).map_err(std::io::Error::other)?;
-                Transport::open_serial(&tty, baud)
+                Transport::open_serial(&tty, line)
             }
+            Target::Ssh { login, command } => {
+                let kind = crate::ssh::StreamKind::Exec(command.clone());
+                let stream = login
+                    .open_stream(kind, within.min(SSH_LOGIN_LIMIT))
+                    .await
+                    .map_err(std::io::Error::other)?;
+                Transport::from_fd(stream.into())
+            }
+        }
+    }
+
+    /// How long the first open may take: a device opens at once, a network console
+    /// connects and negotiates, a console server needs a login as well.
+    pub fn first_open_limit(&self) -> Duration {
+        match self {
+            Target::Ssh { .. } => SSH_LOGIN_LIMIT,
+            _ => super::transport::CONNECT_TIMEOUT,
+        }
+    }
+
+    /// The least time between two opens. A console server is logged in to at most once a
+    /// second: an attach command that exits at once (its adapter is gone, its lock is
+    /// held) must not turn into a storm of logins.
+    fn min_spacing(&self) -> Duration {
+        match self {
+            Target::Ssh { .. } => Duration::from_secs(1),
+            _ => Duration::ZERO,
         }
     }
 
@@ -76,7 +117,7 @@ impl Target {
     pub fn back(&self) -> &'static str {
         match self {
             Target::Serial(_) | Target::Usb { .. } => "reopened",
-            Target::Net(_) => "reconnected",
+            Target::Net(_) | Target::Ssh { .. } => "reconnected",
         }
     }
 }
@@ -91,21 +132,25 @@ pub enum GaveUp {
 impl Reopen {
     /// Polls the path until it opens, logging marks that arrive meanwhile and holding
     /// input. Returns the new transport and how long the console was without one.
+    /// `opened`: when the transport that was lost had been opened.
     pub(super) async fn wait(
         &self,
+        opened: Instant,
         log: &mut ConsoleLog,
         input: &mut mpsc::UnboundedReceiver<Input>,
         held: &mut HeldInput,
     ) -> Result<(Transport, Duration), GaveUp> {
         let start = Instant::now();
         let deadline = start + self.within;
-        let mut tick = tokio::time::interval(POLL);
+        // The first try waits out the target's spacing since the last open.
+        let first = (opened + self.target.min_spacing()).max(start);
+        let mut tick = tokio::time::interval_at(first, POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     let left = deadline.saturating_duration_since(Instant::now()).max(POLL);
-                    match self.target.open(self.baud, left).await {
+                    match self.target.open(self.line, left).await {
                         Ok(t) => return Ok((t, start.elapsed())),
                         Err(e) if Instant::now() >= deadline => {
                             return Err(GaveUp::Timeout(e.to_string()))

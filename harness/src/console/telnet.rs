@@ -11,6 +11,8 @@
 //! Option negotiation follows RFC 1143's "Q method" (without its queue bits), so neither
 //! side can loop: a request is only answered when it changes an option's state.
 
+use crate::config::serial_line::SerialLine;
+
 pub const IAC: u8 = 255;
 pub const DONT: u8 = 254;
 pub const DO: u8 = 253;
@@ -31,9 +33,6 @@ pub const SET_DATASIZE: u8 = 2;
 pub const SET_PARITY: u8 = 3;
 pub const SET_STOPSIZE: u8 = 4;
 pub const SET_CONTROL: u8 = 5;
-const PARITY_NONE: u8 = 1;
-const STOPSIZE_1: u8 = 1;
-const CONTROL_NO_FLOW: u8 = 1;
 const CONTROL_BREAK_ON: u8 = 5;
 const CONTROL_BREAK_OFF: u8 = 6;
 const SERVER_OFFSET: u8 = 100;
@@ -69,9 +68,8 @@ enum Parse {
 pub enum Mode {
     /// Plain telnet: BINARY and SGA.
     Telnet,
-    /// Telnet with RFC 2217 COM-PORT-OPTION: the serial line is set to `baud` 8N1, no flow
-    /// control.
-    Rfc2217 { baud: u32 },
+    /// Telnet with RFC 2217 COM-PORT-OPTION: the serial line is set to `line`.
+    Rfc2217 { line: SerialLine },
 }
 
 #[derive(Debug)]
@@ -90,8 +88,9 @@ pub struct Telnet {
     refused: Option<u8>,
     /// The line settings were sent (once the server agreed to COM-PORT-OPTION).
     com_port_set: bool,
-    /// The baud rate the server reported back for SET-BAUDRATE.
-    server_baud: Option<u32>,
+    /// What the server reported back for each line setting, by command (SET-BAUDRATE
+    /// to SET-CONTROL: indexes 1 to 5).
+    server_line: [Option<u32>; 6],
     /// The server answered SET-CONTROL, the last line setting: the line is set.
     line_set: bool,
 }
@@ -109,7 +108,7 @@ impl Telnet {
             out: Vec::new(),
             refused: None,
             com_port_set: false,
-            server_baud: None,
+            server_line: [None; 6],
             line_set: false,
         };
         for opt in [OPT_BINARY, OPT_SGA] {
@@ -190,7 +189,7 @@ impl Telnet {
 
     /// The baud rate the server confirmed, once it did.
     pub fn server_baud(&self) -> Option<u32> {
-        self.server_baud
+        self.server_line[SET_BAUDRATE as usize]
     }
 
     /// Whether BINARY is on in both directions.
@@ -342,23 +341,55 @@ impl Telnet {
     /// An option we perform has just been turned on.
     fn enabled_us(&mut self, opt: u8) {
         if opt == OPT_COM_PORT {
-            if let Mode::Rfc2217 { baud } = self.mode {
+            if let Mode::Rfc2217 { line } = self.mode {
                 if !self.com_port_set {
                     self.com_port_set = true;
-                    self.set_line(baud);
+                    self.set_line(line);
                 }
             }
         }
     }
 
-    /// SET-BAUDRATE, SET-DATASIZE 8, SET-PARITY none, SET-STOPSIZE 1, SET-CONTROL no flow
-    /// control.
-    fn set_line(&mut self, baud: u32) {
-        self.com_port_cmd(SET_BAUDRATE, &baud.to_be_bytes());
-        self.com_port_cmd(SET_DATASIZE, &[8]);
-        self.com_port_cmd(SET_PARITY, &[PARITY_NONE]);
-        self.com_port_cmd(SET_STOPSIZE, &[STOPSIZE_1]);
-        self.com_port_cmd(SET_CONTROL, &[CONTROL_NO_FLOW]);
+    /// SET-BAUDRATE, SET-DATASIZE, SET-PARITY, SET-STOPSIZE, then SET-CONTROL with the
+    /// flow control (the last: its answer means the line is set).
+    fn set_line(&mut self, line: SerialLine) {
+        for (cmd, value) in Self::requested(line) {
+            match cmd {
+                SET_BAUDRATE => self.com_port_cmd(cmd, &value.to_be_bytes()),
+                _ => self.com_port_cmd(cmd, &[value as u8]),
+            }
+        }
+    }
+
+    /// Each line setting as (command, value).
+    fn requested(line: SerialLine) -> [(u8, u32); 5] {
+        [
+            (SET_BAUDRATE, line.baud),
+            (SET_DATASIZE, line.data_bits.into()),
+            (SET_PARITY, line.rfc2217_parity().into()),
+            (SET_STOPSIZE, line.stop_bits.into()),
+            (SET_CONTROL, line.rfc2217_flow().into()),
+        ]
+    }
+
+    /// A setting the server reported back other than asked (an adapter that cannot do
+    /// RTS/CTS, a ser2net that clamps the baud rate): `(name, asked, got)`.
+    pub fn line_mismatch(&self) -> Option<(&'static str, u32, u32)> {
+        let Mode::Rfc2217 { line } = self.mode else {
+            return None;
+        };
+        let names = [
+            "",
+            "baud rate",
+            "data bits",
+            "parity",
+            "stop bits",
+            "flow control",
+        ];
+        Self::requested(line).into_iter().find_map(|(cmd, asked)| {
+            let got = self.server_line[cmd as usize]?;
+            (got != asked).then_some((names[cmd as usize], asked, got))
+        })
     }
 
     /// Queues `IAC SB COM-PORT-OPTION cmd value IAC SE`, 0xFF in `value` doubled.
@@ -372,10 +403,20 @@ impl Telnet {
         // COM-PORT-OPTION answers: the server echoes each setting as it applied it;
         // NOTIFY-LINESTATE / NOTIFY-MODEMSTATE are line events a console log needs not.
         if let [OPT_COM_PORT, c, v @ ..] = sub {
-            if *c == SET_BAUDRATE + SERVER_OFFSET {
-                if let Ok(b) = <[u8; 4]>::try_from(v) {
-                    self.server_baud = Some(u32::from_be_bytes(b));
+            match (c.checked_sub(SERVER_OFFSET), v) {
+                (Some(SET_BAUDRATE), [a, b, c, d]) => {
+                    self.server_line[SET_BAUDRATE as usize] =
+                        Some(u32::from_be_bytes([*a, *b, *c, *d]));
                 }
+                (Some(cmd @ SET_DATASIZE..=SET_STOPSIZE), [v]) => {
+                    self.server_line[cmd as usize] = Some((*v).into());
+                }
+                // SET-CONTROL answers break and DTR/RTS changes too; only the first
+                // answer after the line was set is the flow control's.
+                (Some(SET_CONTROL), [v]) if self.com_port_set && !self.line_set => {
+                    self.server_line[SET_CONTROL as usize] = Some((*v).into());
+                }
+                _ => {}
             }
             if *c == SET_CONTROL + SERVER_OFFSET && self.com_port_set {
                 self.line_set = true;

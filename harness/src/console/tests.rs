@@ -14,12 +14,12 @@ use std::time::Instant;
 
 /// A pty pair standing in for a USB-serial adapter: the test holds the master (the
 /// "board" side); hil opens the slave through a symlink, as through /dev/serial/by-id.
-struct Adapter {
-    master: File,
+pub(super) struct Adapter {
+    pub(super) master: File,
 }
 
 impl Adapter {
-    fn plug(link: &Path) -> Adapter {
+    pub(super) fn plug(link: &Path) -> Adapter {
         // SAFETY: plain pty calls; every return value is checked; `name` is NUL-terminated
         // by ptsname_r.
         let (master, slave) = unsafe {
@@ -52,7 +52,7 @@ impl Adapter {
     }
 
     /// Everything hil typed at the board, waiting until `needle` is in it.
-    fn read_until(&mut self, needle: &[u8], limit: Duration) -> Vec<u8> {
+    pub(super) fn read_until(&mut self, needle: &[u8], limit: Duration) -> Vec<u8> {
         // SAFETY: fcntl on the master fd we own.
         unsafe {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&self.master);
@@ -83,7 +83,7 @@ fn re(s: &str) -> Regex {
     Regex::new(s).unwrap()
 }
 
-fn log_text(p: &Path) -> String {
+pub(super) fn log_text(p: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned()
 }
 
@@ -375,7 +375,7 @@ fn free_port() -> u16 {
 }
 
 /// Board output from `rx` until it ends with `end`, failing after 10 s.
-async fn received_until(rx: &mut mpsc::UnboundedReceiver<Event>, end: &[u8]) -> Vec<u8> {
+pub(super) async fn received_until(rx: &mut mpsc::UnboundedReceiver<Event>, end: &[u8]) -> Vec<u8> {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !got.ends_with(end) {

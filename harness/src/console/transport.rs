@@ -7,6 +7,7 @@
 
 use super::telnet::{self, Telnet};
 use crate::config::board::{NetConsole, NetProto};
+use crate::config::serial_line::{Flow, Parity, SerialLine};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Mutex;
@@ -46,9 +47,30 @@ struct Codec {
 }
 
 impl Transport {
-    /// Opens `path` at `baud`, raw 8N1, exclusive (a second hil cannot steal the console).
-    pub fn open_serial(path: &str, baud: u32) -> io::Result<Transport> {
-        let port = serialport::new(path, baud)
+    /// Opens `path` raw with `line`'s settings, exclusive (a second hil cannot steal the
+    /// console).
+    pub fn open_serial(path: &str, line: SerialLine) -> io::Result<Transport> {
+        let port = serialport::new(path, line.baud)
+            .data_bits(match line.data_bits {
+                5 => serialport::DataBits::Five,
+                6 => serialport::DataBits::Six,
+                7 => serialport::DataBits::Seven,
+                _ => serialport::DataBits::Eight,
+            })
+            .parity(match line.parity {
+                Parity::None => serialport::Parity::None,
+                Parity::Odd => serialport::Parity::Odd,
+                Parity::Even => serialport::Parity::Even,
+            })
+            .stop_bits(match line.stop_bits {
+                2 => serialport::StopBits::Two,
+                _ => serialport::StopBits::One,
+            })
+            .flow_control(match line.flow {
+                Flow::None => serialport::FlowControl::None,
+                Flow::XonXoff => serialport::FlowControl::Software,
+                Flow::RtsCts => serialport::FlowControl::Hardware,
+            })
             .timeout(std::time::Duration::from_millis(0))
             .open_native()
             .map_err(|e| io::Error::other(format!("cannot open console {path}: {e}")))?;
@@ -117,9 +139,14 @@ impl Transport {
     }
 
     /// Connects to a network console and, for telnet, negotiates: BINARY and SGA both
-    /// ways; for RFC 2217 also COM-PORT-OPTION, setting the line to `baud` 8N1 without flow
-    /// control. Gives up after `within` (at most [`CONNECT_TIMEOUT`] per phase).
-    pub async fn connect(net: &NetConsole, baud: u32, within: Duration) -> io::Result<Transport> {
+    /// ways; for RFC 2217 also COM-PORT-OPTION, setting the exporter's line to `line` (a
+    /// setting the server reports back otherwise is an error naming both). Gives up after
+    /// `within` (at most [`CONNECT_TIMEOUT`] per phase).
+    pub async fn connect(
+        net: &NetConsole,
+        line: SerialLine,
+        within: Duration,
+    ) -> io::Result<Transport> {
         let addr = net.addr();
         let limit = within.min(CONNECT_TIMEOUT);
         let stream =
@@ -156,7 +183,7 @@ impl Transport {
                 })
             }
             NetProto::Telnet => telnet::Mode::Telnet,
-            NetProto::Rfc2217 => telnet::Mode::Rfc2217 { baud },
+            NetProto::Rfc2217 => telnet::Mode::Rfc2217 { line },
         };
         let net = Net {
             stream,
@@ -212,7 +239,15 @@ impl Net {
             {
                 let c = self.codec().expect("negotiate is for telnet");
                 match c.telnet.com_port() {
-                    Some(true) if c.telnet.line_set() => return Ok(()),
+                    Some(true) if c.telnet.line_set() => {
+                        return match c.telnet.line_mismatch() {
+                            None => Ok(()),
+                            Some((what, asked, got)) => Err(io::Error::other(format!(
+                                "{} set the line's {what} to {got} when asked for {asked} (RFC 2217 values): can its adapter do that?",
+                                self.addr
+                            ))),
+                        }
+                    }
                     Some(true) => {}
                     Some(false) => {
                         return Err(self.refused(c.telnet.refused().unwrap_or(telnet::OPT_COM_PORT)))

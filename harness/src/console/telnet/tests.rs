@@ -70,7 +70,7 @@ fn run(t: &mut Telnet, chunks: &[&[u8]]) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn opening_requests_ask_for_binary_sga_and_com_port() {
-    let mut t = Telnet::new(Mode::Rfc2217 { baud: BAUD });
+    let mut t = Telnet::new(Mode::Rfc2217 { line: BAUD.into() });
     assert_eq!(
         t.take_output(),
         [IAC, WILL, 0, IAC, DO, 0, IAC, WILL, 3, IAC, DO, 3, IAC, WILL, 44]
@@ -84,7 +84,7 @@ fn opening_requests_ask_for_binary_sga_and_com_port() {
 
 #[test]
 fn ser2net_rfc2217_session_sets_the_line_and_passes_0xff_once() {
-    let mut t = Telnet::new(Mode::Rfc2217 { baud: BAUD });
+    let mut t = Telnet::new(Mode::Rfc2217 { line: BAUD.into() });
     t.take_output();
     let (data, sent) = run(&mut t, &[RFC2217_GREETING]);
     assert!(data.is_empty());
@@ -109,24 +109,24 @@ fn ser2net_rfc2217_session_sets_the_line_and_passes_0xff_once() {
 #[test]
 fn every_split_of_the_session_decodes_the_same() {
     let whole = rfc2217_session();
-    let mut t = Telnet::new(Mode::Rfc2217 { baud: BAUD });
+    let mut t = Telnet::new(Mode::Rfc2217 { line: BAUD.into() });
     let want = run(&mut t, &[&whole]);
     assert_eq!(want.0, b"ab\xffcd");
     for i in 0..=whole.len() {
-        let mut t = Telnet::new(Mode::Rfc2217 { baud: BAUD });
+        let mut t = Telnet::new(Mode::Rfc2217 { line: BAUD.into() });
         let (a, b) = whole.split_at(i);
         assert_eq!(run(&mut t, &[a, b]), want, "split at {i}");
         assert_eq!(t.server_baud(), Some(BAUD), "split at {i}");
     }
     // And one byte per read: every IAC is at the end of one read, its command in the next.
-    let mut t = Telnet::new(Mode::Rfc2217 { baud: BAUD });
+    let mut t = Telnet::new(Mode::Rfc2217 { line: BAUD.into() });
     let bytes: Vec<&[u8]> = whole.chunks(1).collect();
     assert_eq!(run(&mut t, &bytes), want);
 }
 
 #[test]
 fn refused_com_port_option_is_reported() {
-    let mut t = Telnet::new(Mode::Rfc2217 { baud: BAUD });
+    let mut t = Telnet::new(Mode::Rfc2217 { line: BAUD.into() });
     t.take_output();
     run(&mut t, &[TELNET_GREETING]);
     assert_eq!(t.com_port(), None, "no answer yet");
@@ -180,7 +180,7 @@ fn commands_and_subnegotiations_never_reach_the_data() {
 #[test]
 fn baud_with_0xff_is_escaped_in_the_settings_and_read_back() {
     let baud = 0x0001_c2ff;
-    let mut t = Telnet::new(Mode::Rfc2217 { baud });
+    let mut t = Telnet::new(Mode::Rfc2217 { line: baud.into() });
     t.take_output();
     let (_, sent) = run(&mut t, &[RFC2217_GREETING]);
     let sb = [
@@ -212,11 +212,62 @@ fn escape_doubles_every_0xff() {
 
 #[test]
 fn break_is_set_control_on_rfc2217_and_brk_on_telnet() {
-    let mut t = Telnet::new(Mode::Rfc2217 { baud: BAUD });
+    let mut t = Telnet::new(Mode::Rfc2217 { line: BAUD.into() });
     run(&mut t, &[RFC2217_GREETING]);
     let (on, off) = t.break_sequence();
     assert_eq!(on, [IAC, SB, 44, SET_CONTROL, 5, IAC, SE]);
     assert_eq!(off, [IAC, SB, 44, SET_CONTROL, 6, IAC, SE]);
     let t = Telnet::new(Mode::Telnet);
     assert_eq!(t.break_sequence(), (vec![IAC, BRK], vec![]));
+}
+
+#[test]
+fn line_settings_follow_the_board_file_and_a_different_answer_is_named() {
+    use crate::config::serial_line::{Flow, SerialLine};
+    let line = SerialLine::parse(9600, "7E2", Flow::RtsCts).unwrap();
+    let mut t = Telnet::new(Mode::Rfc2217 { line });
+    t.take_output();
+    let (_, sent) = run(&mut t, &[RFC2217_GREETING]);
+    let mut want = vec![IAC, DONT, OPT_ECHO];
+    want.extend_from_slice(&[
+        IAC,
+        SB,
+        OPT_COM_PORT,
+        SET_BAUDRATE,
+        0,
+        0,
+        0x25,
+        0x80,
+        IAC,
+        SE,
+    ]);
+    for (cmd, val) in [
+        (SET_DATASIZE, 7),
+        (SET_PARITY, 3),
+        (SET_STOPSIZE, 2),
+        (SET_CONTROL, 3),
+    ] {
+        want.extend_from_slice(&[IAC, SB, OPT_COM_PORT, cmd, val, IAC, SE]);
+    }
+    assert_eq!(sent, want);
+    // The server applied all but the flow control (its adapter has no RTS/CTS: 1, none).
+    let answer =
+        |cmd: u8, v: &[u8]| [&[IAC, SB, OPT_COM_PORT, cmd + 100][..], v, &[IAC, SE]].concat();
+    let settings = [
+        answer(SET_BAUDRATE, &9600u32.to_be_bytes()),
+        answer(SET_DATASIZE, &[7]),
+        answer(SET_PARITY, &[3]),
+        answer(SET_STOPSIZE, &[2]),
+        answer(SET_CONTROL, &[1]),
+    ]
+    .concat();
+    run(&mut t, &[RFC2217_REPLY, &settings]);
+    assert!(t.line_set());
+    assert_eq!(t.line_mismatch(), Some(("flow control", 3, 1)));
+
+    // ser2net's own answers to 115200 8N1 match what was asked.
+    let mut t = Telnet::new(Mode::Rfc2217 { line: BAUD.into() });
+    run(&mut t, &[&rfc2217_session()]);
+    assert!(t.line_set());
+    assert_eq!(t.line_mismatch(), None);
 }
