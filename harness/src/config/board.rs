@@ -55,6 +55,10 @@ pub struct LeaseCfg {
     /// runs in the background until `hil lab down`, which gives it back earlier).
     #[serde(default = "default_up_ttl")]
     pub up_ttl_s: u64,
+    /// Take the board out of service after this many runs in a row ended in an
+    /// infrastructure error (a health run puts it back); 0, the default: never by itself.
+    #[serde(default)]
+    pub out_of_service_after: u32,
 }
 
 fn default_lease_ttl() -> u64 {
@@ -70,6 +74,7 @@ impl Default for LeaseCfg {
         LeaseCfg {
             ttl_s: default_lease_ttl(),
             up_ttl_s: default_up_ttl(),
+            out_of_service_after: 0,
         }
     }
 }
@@ -541,8 +546,21 @@ impl LeaseCfg {
         v.secs("lease.ttl_s", self.ttl_s, SecsRange::LEASE);
         // A board kept up for interactive work: up to a suite's longest deadline.
         v.secs("lease.up_ttl_s", self.up_ttl_s, SecsRange::JOB);
+        if self.out_of_service_after > MAX_OUT_OF_SERVICE_AFTER {
+            v.err(
+                "lease.out_of_service_after",
+                format!(
+                    "{} runs: at most {MAX_OUT_OF_SERVICE_AFTER} (0 never takes the board out of service by itself)",
+                    self.out_of_service_after
+                ),
+            );
+        }
     }
 }
+
+/// More infrastructure errors in a row than this would never take a board out of service
+/// in practice: a typo, not a policy.
+const MAX_OUT_OF_SERVICE_AFTER: u32 = 1000;
 
 /// Each infrastructure retry power-cycles and boots the board again.
 const MAX_INFRA_RETRIES: u32 = 10;
