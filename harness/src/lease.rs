@@ -731,6 +731,57 @@ mod queue_tests {
 }
 
 #[cfg(test)]
+mod queue_file_tests {
+    use super::files::tests::{dir, owner};
+    use super::{LeaseError, Spot};
+    use std::time::Duration;
+
+    #[test]
+    fn a_corrupt_or_planted_queue_file_is_refused_never_an_empty_queue() {
+        let (t, l) = dir();
+        let spot = Spot {
+            priority: 0,
+            ttl: Duration::from_secs(30),
+        };
+        let (holder, _) = l
+            .try_acquire("b", &owner(1), Duration::from_secs(60))
+            .unwrap();
+        assert!(l
+            .try_acquire_queued("b", &owner(2), Duration::from_secs(60), &spot)
+            .is_err());
+        l.release(&holder).unwrap();
+        let path = l.side_file("b", "queue");
+        std::fs::write(&path, "{\"next_seq\": 1, \"waiters\": [{").unwrap();
+        let e = l
+            .try_acquire("b", &owner(3), Duration::from_secs(60))
+            .unwrap_err();
+        assert!(matches!(e, LeaseError::Corrupt { .. }), "{e}");
+        assert!(l.queue("b").is_err());
+        assert!(l.read("b").unwrap().is_none(), "the lease was not granted");
+        // A place far in the future would keep a dead waiter at the head forever.
+        let forged = format!(
+            r#"{{"next_seq":1,"waiters":[{{"owner":{},"priority":9,"seq":0,"joined":1.0,"heartbeat":1e300,"ttl_s":10}}]}}"#,
+            serde_json::to_string(&owner(9)).unwrap()
+        );
+        std::fs::write(&path, &forged).unwrap();
+        let e = l
+            .try_acquire("b", &owner(3), Duration::from_secs(60))
+            .unwrap_err();
+        assert!(e.to_string().contains("heartbeat is 1e300"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        let target = t.path().join("precious");
+        std::fs::write(&target, "root's file\n").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let e = l
+            .try_acquire_queued("b", &owner(3), Duration::from_secs(60), &spot)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a symlink"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "root's file\n");
+    }
+}
+
+#[cfg(test)]
 mod service_tests {
     use super::files::tests::dir;
     use super::service::scenarios;

@@ -1533,6 +1533,14 @@ shell_timeout_s = 10
     }
 
     #[test]
+    fn out_of_service_after_is_bounded_and_off_by_default() {
+        let keys = error_keys(|t| t + "[lease]\nout_of_service_after = 5000\n");
+        assert_eq!(keys, ["lease.out_of_service_after"]);
+        assert!(error_keys(|t| t + "[lease]\nout_of_service_after = 3\n").is_empty());
+        assert_eq!(LeaseCfg::default().out_of_service_after, 0);
+    }
+
+    #[test]
     fn every_board_duration_refuses_zero_and_absurd_values() {
         assert_eq!(error_keys(|t| t), Vec::<String>::new());
         for key in [
