@@ -40,10 +40,15 @@ impl Policy {
     }
 
     /// `hil nightly` and `hil bisect`: every check; they queue for a busy board with the
-    /// priority of `HIL_PRIORITY` (0 when unset or not a number).
+    /// priority of `HIL_PRIORITY` (0 when unset; when not a number, 0 with a warning: a
+    /// matrix of boards is not refused for its queue place).
     pub fn batch() -> Policy {
+        let priority = crate::lease::queue::priority_from_env().unwrap_or_else(|e| {
+            eprintln!("hil: warning: {e}; queueing with priority 0");
+            0
+        });
         Policy {
-            priority: crate::lease::queue::priority_from_env().unwrap_or(0),
+            priority,
             ..Policy::run(true)
         }
     }
