@@ -32,6 +32,8 @@ pub struct ChecklistArgs {
     /// Queue for a board another run holds instead of refusing at once.
     #[arg(long)]
     wait: bool,
+    #[command(flatten)]
+    queue: crate::engine::policy::QueueArgs,
 }
 
 /// One line of the checklist.
@@ -66,7 +68,9 @@ pub async fn cli(args: ChecklistArgs) -> anyhow::Result<i32> {
             args.board
         )))
     });
-    run(plan, suite, &out, args.interactive, args.wait).await
+    let mut policy = Policy::checklist(args.wait, None);
+    args.queue.apply(&mut policy)?;
+    run(plan, suite, &out, args.interactive, policy).await
 }
 
 /// Runs the checklist on the engine (stop at the first blocker, staged boot); exit 0 when
@@ -76,7 +80,7 @@ pub async fn run(
     suite: Suite,
     out: &Path,
     interactive: bool,
-    wait: bool,
+    policy: Policy,
 ) -> anyhow::Result<i32> {
     let board = plan.board.name.clone();
     eprintln!("checklist: board {board} → {}", out.display());
@@ -104,7 +108,10 @@ pub async fn run(
         run_id,
         progress: false,
         leases: crate::lease::Leases::from_env(),
-        policy: Policy::checklist(wait, prompt),
+        policy: Policy {
+            retry_prompt: prompt,
+            ..policy
+        },
         image_set: None,
     })
     .await?;

@@ -34,11 +34,18 @@ enum Cmd {
         /// directory is $HIL_LEASE_DIR, default /var/tmp/hil-leases).
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        queue: crate::engine::policy::QueueArgs,
+        /// A health run: allowed on a board out of service, and puts the board back in
+        /// service when every check passes.
+        #[arg(long)]
+        health: bool,
     },
-    /// List board files and who holds each board; `check` validates them all.
+    /// List the lab's boards: holder, queue and service, across lab hosts; `check`
+    /// validates the board files; `disable` / `enable` take a board out of service and back.
     Boards {
-        #[arg(value_parser = ["check"])]
-        action: Option<String>,
+        #[command(subcommand)]
+        action: Option<crate::boards_cmd::BoardsCmd>,
     },
     /// The simulated lab.
     Lab {
@@ -166,8 +173,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             boards,
             out,
             wait,
-        } => run(suite, boards, out, wait).await,
-        Cmd::Boards { action } => boards_cmd(action.is_some()),
+            queue,
+            health,
+        } => {
+            let mut policy = crate::engine::Policy {
+                health,
+                ..crate::engine::Policy::run(wait)
+            };
+            queue.apply(&mut policy)?;
+            run(suite, boards, out, policy).await
+        }
+        Cmd::Boards { action } => crate::boards_cmd::cli(action),
         Cmd::Lab { action } => match action {
             LabCmd::Build { board } => lab_build(board).await,
             LabCmd::Up { board, to } => crate::lab_ctl::up(&load_board(&board)?, to).await,
@@ -223,7 +239,7 @@ async fn run(
     suite: PathBuf,
     boards: Vec<String>,
     out: Option<PathBuf>,
-    wait: bool,
+    policy: crate::engine::Policy,
 ) -> anyhow::Result<i32> {
     let suite = Suite::load(&suite)?;
     let mut seen = std::collections::HashSet::new();
@@ -265,7 +281,7 @@ async fn run(
         run_id,
         progress: std::io::stderr().is_terminal(),
         leases: crate::lease::Leases::from_env(),
-        policy: crate::engine::Policy::run(wait),
+        policy,
         image_set: None,
     })
     .await?;
@@ -277,51 +293,6 @@ fn writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let probe = dir.join(".hil-write-probe");
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(probe)
-}
-
-fn boards_cmd(check: bool) -> anyhow::Result<i32> {
-    let dir = board::boards_dir();
-    let files = board::list(&dir);
-    if files.is_empty() {
-        return Err(UsageError(format!("no board files in {}", dir.display())).into());
-    }
-    let mut bad = 0;
-    let leases = crate::lease::Leases::from_env();
-    let now = crate::lease::now();
-    for f in &files {
-        match Board::load(f) {
-            Ok(b) => {
-                let power = b.power.backend.name();
-                let flash = b.flash.as_ref().map_or("-", |f| f.backend().name());
-                println!(
-                    "{:<22} {:<8} power={:<8} flash={:<14} console={}{}",
-                    b.name,
-                    b.soc,
-                    power,
-                    flash,
-                    b.console.device,
-                    if check { "  ok" } else { "" }
-                );
-                match leases.read(&b.name) {
-                    Ok(Some(l)) if !l.expired(now) => {
-                        println!("{:<22} lease: {}", "", l.describe(now))
-                    }
-                    Ok(Some(l)) => println!("{:<22} lease: free ({})", "", l.describe(now)),
-                    Ok(None) => println!("{:<22} lease: free", ""),
-                    Err(e) => println!("{:<22} lease: unknown ({e})", ""),
-                }
-            }
-            Err(e) => {
-                bad += 1;
-                println!(
-                    "{:<22} INVALID",
-                    f.file_stem().and_then(|s| s.to_str()).unwrap_or("?")
-                );
-                eprintln!("error: {e}");
-            }
-        }
-    }
-    Ok(if bad > 0 { exit::CONFIG } else { exit::OK })
 }
 
 async fn lab_build(board: Option<String>) -> anyhow::Result<i32> {

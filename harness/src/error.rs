@@ -144,6 +144,9 @@ pub fn classify(e: &anyhow::Error) -> (i32, Option<String>) {
                 crate::lease::LeaseError::Busy { .. } => {
                     Some("wait for the holder, or run with --wait to queue for the board".into())
                 }
+                crate::lease::LeaseError::QueueTimeout { .. } => Some(
+                    "the board stayed busy: give a longer --queue-timeout or a higher --priority; `hil boards` shows its holder and queue".into(),
+                ),
                 crate::lease::LeaseError::Db { .. } => Some(
                     "check that the lease database is up and reachable from this host, or unset HIL_DATABASE_URL to use this host's lease files".into(),
                 ),

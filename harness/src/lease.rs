@@ -5,7 +5,9 @@
 //! ([`pg::PgLeases`], in `lease/pg.rs`, when `HIL_DATABASE_URL` is set). Both grant, renew,
 //! fence and release the same way and describe a holder in the same words. This module
 //! holds what they share: the [`Record`] of a grant, its [`Owner`], [`LeaseError`], and
-//! [`Held`], a granted lease with its heartbeat task.
+//! [`Held`], a granted lease with its heartbeat task. Beside each lease both keep the
+//! board's queue of waiters (`lease/queue.rs`: priority, then arrival) and its service
+//! state (`lease/service.rs`: out of service by hand or after infrastructure errors).
 //!
 //! A lease names its owner (job id, user, host, pid, run id) with a heartbeat and a time
 //! to live. The holder refreshes the heartbeat while it runs; a lease whose heartbeat is
@@ -21,8 +23,11 @@
 mod files;
 pub mod pg;
 pub mod pg_cluster;
+pub mod queue;
+pub mod service;
 
 pub use files::{FileLeases, LOCK_WAIT};
+pub use queue::{Spot, Waiter};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -153,6 +158,14 @@ pub fn now() -> f64 {
 pub enum LeaseError {
     #[error("board {board} is busy: {holder}")]
     Busy { board: String, holder: String },
+    /// A waiter gave up its place after the longest wait it was given (`--queue-timeout`).
+    #[error("board {board}: gave up after waiting {} in its queue (queue time-out {}): {holder}", human(*waited_s), human(*limit_s))]
+    QueueTimeout {
+        board: String,
+        holder: String,
+        waited_s: f64,
+        limit_s: f64,
+    },
     /// The lease this process held is gone or belongs to someone else now.
     #[error("lease of board {board} lost: {why}")]
     Lost { board: String, why: String },
@@ -236,6 +249,88 @@ impl Leases {
         }
     }
 
+    /// Joins (or keeps a place in) the board's queue with `spot`, and takes the board if it
+    /// is free and this owner is the head of the live queue (highest priority, then
+    /// earliest arrival); else [`LeaseError::Busy`], keeping the place.
+    pub fn try_acquire_queued(
+        &self,
+        board: &str,
+        owner: &Owner,
+        ttl: Duration,
+        spot: &Spot,
+    ) -> Result<(Record, Option<Record>), LeaseError> {
+        match self {
+            Leases::Files(f) => f.try_acquire_queued(board, owner, ttl, spot),
+            Leases::Pg(p) => p.try_acquire_queued(board, owner, ttl, spot),
+        }
+    }
+
+    /// Gives up this owner's place in the board's queue.
+    pub fn leave_queue(&self, board: &str, owner: &Owner) -> Result<(), LeaseError> {
+        match self {
+            Leases::Files(f) => f.leave_queue(board, owner),
+            Leases::Pg(p) => p.leave_queue(board, owner),
+        }
+    }
+
+    /// The board's live waiters, in the order they will be served.
+    pub fn queue(&self, board: &str) -> Result<Vec<Waiter>, LeaseError> {
+        match self {
+            Leases::Files(f) => f.queue(board),
+            Leases::Pg(p) => p.queue(board),
+        }
+    }
+
+    /// Whether the board is in service, and its infrastructure errors in a row.
+    pub fn service(&self, board: &str) -> Result<service::Service, LeaseError> {
+        match self {
+            Leases::Files(f) => f.service(board),
+            Leases::Pg(p) => p.service(board),
+        }
+    }
+
+    /// Replaces the board's service state by `f` of it, in one step under the board's
+    /// lock; returns the new state.
+    pub fn update_service(
+        &self,
+        board: &str,
+        f: impl FnOnce(service::Service) -> service::Service + Send + 'static,
+    ) -> Result<service::Service, LeaseError> {
+        match self {
+            Leases::Files(l) => l.update_service(board, f),
+            Leases::Pg(p) => p.update_service(board, f),
+        }
+    }
+
+    /// Takes the board out of service by hand (`hil boards disable`).
+    pub fn disable(&self, board: &str, reason: &str) -> Result<service::Service, LeaseError> {
+        let out = service::OutOfService {
+            reason: reason.into(),
+            since: now(),
+            by: service::by_this_user(),
+        };
+        self.update_service(board, move |s| service::Service {
+            out: Some(out),
+            ..s
+        })
+    }
+
+    /// Puts the board back in service, its count of infrastructure errors cleared.
+    pub fn enable(&self, board: &str) -> Result<service::Service, LeaseError> {
+        self.update_service(board, |_| service::Service::default())
+    }
+
+    /// Counts a run's end towards the board's service: out of service after `threshold`
+    /// infrastructure errors in a row (0: never by itself).
+    pub fn note_run(
+        &self,
+        board: &str,
+        verdict: service::RunVerdict,
+        threshold: u32,
+    ) -> Result<service::Service, LeaseError> {
+        self.update_service(board, move |s| s.after_run(verdict, threshold, now()))
+    }
+
     /// Extends the lease; [`LeaseError::Lost`] when this grant is no longer the current one.
     pub fn renew(&self, rec: &mut Record) -> Result<(), LeaseError> {
         match self {
@@ -301,12 +396,59 @@ pub struct Held {
 pub struct Wait<'a> {
     pub enabled: bool,
     pub poll: Duration,
+    /// The waiter's priority in the board's queue (higher is served first).
+    pub priority: i32,
+    /// The longest wait in the queue; `None` waits as long as it takes.
+    pub timeout: Option<Duration>,
     /// Called when the holder changes while waiting (progress for the operator).
     pub on_busy: &'a mut (dyn FnMut(&str) + Send),
 }
 
+impl<'a> Wait<'a> {
+    /// Refused at once when the board is busy.
+    pub fn no(on_busy: &'a mut (dyn FnMut(&str) + Send)) -> Wait<'a> {
+        Wait {
+            enabled: false,
+            poll: Duration::from_secs(1),
+            priority: 0,
+            timeout: None,
+            on_busy,
+        }
+    }
+}
+
+/// A place in a board's queue that is given up when dropped: a waiter that stops waiting
+/// (time-out, Ctrl-C, the job's deadline) does not keep the board from the next one.
+struct Place {
+    leases: Leases,
+    board: String,
+    owner: Owner,
+    joined: bool,
+    /// Held by each queue step while it runs, and set once the place is given up: a step
+    /// already under way when the wait is dropped finishes before the place is left, and
+    /// no later one joins again.
+    gate: std::sync::Arc<std::sync::Mutex<bool>>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut given_up = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        *given_up = true;
+        if self.joined {
+            if let Err(e) = self.leases.leave_queue(&self.board, &self.owner) {
+                eprintln!(
+                    "hil: warning: could not leave the queue of board {} (the place lapses by itself): {e}",
+                    self.board
+                );
+            }
+        }
+    }
+}
+
 impl Held {
-    /// Acquires the board's lease, queueing behind the holder when `wait.enabled`.
+    /// Acquires the board's lease, queueing when `wait.enabled`: a place in the board's
+    /// queue refreshed at every poll, served by priority and then arrival, given up on a
+    /// time-out or when this future is dropped.
     pub async fn acquire(
         leases: Leases,
         board: &str,
@@ -315,24 +457,70 @@ impl Held {
         wait: Wait<'_>,
     ) -> Result<(Held, Option<Record>), LeaseError> {
         let mut last_holder = String::new();
+        let started = std::time::Instant::now();
+        let spot = Spot {
+            priority: wait.priority,
+            ttl: queue::spot_ttl(wait.poll),
+        };
+        let mut place = Place {
+            leases: leases.clone(),
+            board: board.to_string(),
+            owner: owner.clone(),
+            joined: wait.enabled,
+            gate: Default::default(),
+        };
         let (rec, taken_over) = loop {
-            let (l, b, o) = (leases.clone(), board.to_string(), owner.clone());
-            let r = tokio::task::spawn_blocking(move || l.try_acquire(&b, &o, ttl))
-                .await
-                .map_err(|e| leases.fault(e))?;
+            let (l, b, o, queued) = (
+                leases.clone(),
+                board.to_string(),
+                owner.clone(),
+                wait.enabled,
+            );
+            let gate = place.gate.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                let given_up = gate.lock().unwrap_or_else(|p| p.into_inner());
+                if *given_up {
+                    return Err(LeaseError::Busy {
+                        board: b,
+                        holder: "no longer waiting".into(),
+                    });
+                }
+                if queued {
+                    l.try_acquire_queued(&b, &o, ttl, &spot)
+                } else {
+                    l.try_acquire(&b, &o, ttl)
+                }
+            })
+            .await
+            .map_err(|e| leases.fault(e))?;
             match r {
                 Ok(x) => break x,
                 Err(LeaseError::Busy { holder, .. }) if wait.enabled => {
+                    let waited = started.elapsed();
+                    if let Some(limit) = wait.timeout.filter(|l| waited >= *l) {
+                        return Err(LeaseError::QueueTimeout {
+                            board: board.into(),
+                            holder,
+                            waited_s: waited.as_secs_f64(),
+                            limit_s: limit.as_secs_f64(),
+                        });
+                    }
                     let who = holder.split(" for ").next().unwrap_or("").to_string();
                     if who != last_holder {
                         (wait.on_busy)(&holder);
                         last_holder = who;
                     }
-                    tokio::time::sleep(wait.poll).await;
+                    let nap = match wait.timeout {
+                        Some(limit) => wait.poll.min(limit.saturating_sub(waited)),
+                        None => wait.poll,
+                    };
+                    tokio::time::sleep(nap).await;
                 }
                 Err(e) => return Err(e),
             }
         };
+        // The grant removed the place in the same step.
+        place.joined = false;
         let record = std::sync::Arc::new(std::sync::Mutex::new(rec));
         let (lost_tx, lost) = tokio::sync::watch::channel(None);
         let every = (ttl / 4).max(Duration::from_millis(250));
@@ -448,6 +636,8 @@ mod tests {
             Wait {
                 enabled: false,
                 poll: Duration::from_millis(50),
+                priority: 0,
+                timeout: None,
                 on_busy: &mut |_| {},
             },
         )
@@ -464,6 +654,8 @@ mod tests {
                 Wait {
                     enabled: true,
                     poll: Duration::from_millis(50),
+                    priority: 0,
+                    timeout: None,
                     on_busy: &mut |h| seen.push(h.to_string()),
                 },
             )
@@ -491,6 +683,8 @@ mod tests {
             Wait {
                 enabled: false,
                 poll: Duration::from_millis(50),
+                priority: 0,
+                timeout: None,
                 on_busy: &mut |_| {},
             },
         )
@@ -508,5 +702,125 @@ mod tests {
         assert!(l
             .try_acquire("b", &owner(2), Duration::from_secs(1))
             .is_ok());
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::files::tests::{dir, owner};
+    use super::queue::scenarios;
+    use super::Leases;
+
+    #[test]
+    fn files_three_waiters_are_served_by_priority_then_arrival() {
+        let (_t, l) = dir();
+        scenarios::priority_then_arrival(&Leases::Files(l), owner);
+    }
+
+    #[test]
+    fn files_a_killed_waiters_place_lapses() {
+        let (_t, l) = dir();
+        scenarios::a_killed_waiter_lapses(&Leases::Files(l), owner);
+    }
+
+    #[tokio::test]
+    async fn files_a_queue_timeout_gives_up_and_leaves_the_queue() {
+        let (_t, l) = dir();
+        scenarios::queue_timeout_and_giving_up(Leases::Files(l), owner).await;
+    }
+}
+
+#[cfg(test)]
+mod queue_file_tests {
+    use super::files::tests::{dir, owner};
+    use super::{LeaseError, Spot};
+    use std::time::Duration;
+
+    #[test]
+    fn a_corrupt_or_planted_queue_file_is_refused_never_an_empty_queue() {
+        let (t, l) = dir();
+        let spot = Spot {
+            priority: 0,
+            ttl: Duration::from_secs(30),
+        };
+        let (holder, _) = l
+            .try_acquire("b", &owner(1), Duration::from_secs(60))
+            .unwrap();
+        assert!(l
+            .try_acquire_queued("b", &owner(2), Duration::from_secs(60), &spot)
+            .is_err());
+        l.release(&holder).unwrap();
+        let path = l.side_file("b", "queue");
+        std::fs::write(&path, "{\"next_seq\": 1, \"waiters\": [{").unwrap();
+        let e = l
+            .try_acquire("b", &owner(3), Duration::from_secs(60))
+            .unwrap_err();
+        assert!(matches!(e, LeaseError::Corrupt { .. }), "{e}");
+        assert!(l.queue("b").is_err());
+        assert!(l.read("b").unwrap().is_none(), "the lease was not granted");
+        // A place far in the future would keep a dead waiter at the head forever.
+        let forged = format!(
+            r#"{{"next_seq":1,"waiters":[{{"owner":{},"priority":9,"seq":0,"joined":1.0,"heartbeat":1e300,"ttl_s":10}}]}}"#,
+            serde_json::to_string(&owner(9)).unwrap()
+        );
+        std::fs::write(&path, &forged).unwrap();
+        let e = l
+            .try_acquire("b", &owner(3), Duration::from_secs(60))
+            .unwrap_err();
+        assert!(e.to_string().contains("heartbeat is 1e300"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        let target = t.path().join("precious");
+        std::fs::write(&target, "root's file\n").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let e = l
+            .try_acquire_queued("b", &owner(3), Duration::from_secs(60), &spot)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a symlink"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "root's file\n");
+    }
+}
+
+#[cfg(test)]
+mod service_tests {
+    use super::files::tests::dir;
+    use super::service::scenarios;
+    use super::{LeaseError, Leases};
+
+    #[test]
+    fn files_a_board_is_taken_out_of_service_and_back_by_hand() {
+        let (_t, l) = dir();
+        scenarios::disable_and_enable(&Leases::Files(l));
+    }
+
+    #[test]
+    fn files_a_board_goes_out_of_service_after_infrastructure_errors_in_a_row() {
+        let (_t, l) = dir();
+        scenarios::out_after_infrastructure_errors_in_a_row(&Leases::Files(l));
+    }
+
+    #[test]
+    fn files_a_corrupt_or_planted_service_file_is_refused_never_in_service() {
+        let (t, l) = dir();
+        let leases = Leases::Files(l.clone());
+        leases.disable("b", "cable").unwrap();
+        let path = l.side_file("b", "oos");
+        std::fs::write(&path, "{\"out\": {\"reas").unwrap();
+        assert!(matches!(
+            leases.service("b"),
+            Err(LeaseError::Corrupt { .. })
+        ));
+        assert!(
+            leases.enable("b").is_err(),
+            "a corrupt file is not rewritten"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let target = t.path().join("precious");
+        std::fs::write(&target, "root's file\n").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let e = leases.service("b").unwrap_err().to_string();
+        assert!(e.contains("is a symlink"), "{e}");
+        assert!(leases.disable("b", "x").is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "root's file\n");
     }
 }

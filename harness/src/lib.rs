@@ -8,6 +8,7 @@
 pub mod attach;
 pub mod bench;
 pub mod bisect;
+pub mod boards_cmd;
 pub mod boot;
 pub mod checklist;
 pub mod checks;

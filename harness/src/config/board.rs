@@ -57,6 +57,10 @@ pub struct LeaseCfg {
     /// runs in the background until `hil lab down`, which gives it back earlier).
     #[serde(default = "default_up_ttl")]
     pub up_ttl_s: u64,
+    /// Take the board out of service after this many runs in a row ended in an
+    /// infrastructure error (a health run puts it back); 0, the default: never by itself.
+    #[serde(default)]
+    pub out_of_service_after: u32,
 }
 
 fn default_lease_ttl() -> u64 {
@@ -72,6 +76,7 @@ impl Default for LeaseCfg {
         LeaseCfg {
             ttl_s: default_lease_ttl(),
             up_ttl_s: default_up_ttl(),
+            out_of_service_after: 0,
         }
     }
 }
@@ -568,8 +573,21 @@ impl LeaseCfg {
         v.secs("lease.ttl_s", self.ttl_s, SecsRange::LEASE);
         // A board kept up for interactive work: up to a suite's longest deadline.
         v.secs("lease.up_ttl_s", self.up_ttl_s, SecsRange::JOB);
+        if self.out_of_service_after > MAX_OUT_OF_SERVICE_AFTER {
+            v.err(
+                "lease.out_of_service_after",
+                format!(
+                    "{} runs: at most {MAX_OUT_OF_SERVICE_AFTER} (0 never takes the board out of service by itself)",
+                    self.out_of_service_after
+                ),
+            );
+        }
     }
 }
+
+/// More infrastructure errors in a row than this would never take a board out of service
+/// in practice: a typo, not a policy.
+const MAX_OUT_OF_SERVICE_AFTER: u32 = 1000;
 
 /// Each infrastructure retry power-cycles and boots the board again.
 const MAX_INFRA_RETRIES: u32 = 10;
@@ -1649,6 +1667,14 @@ shell_timeout_s = 10
             Ok(_) => Vec::new(),
             Err(e) => e.0.into_iter().map(|e| e.key).collect(),
         }
+    }
+
+    #[test]
+    fn out_of_service_after_is_bounded_and_off_by_default() {
+        let keys = error_keys(|t| t + "[lease]\nout_of_service_after = 5000\n");
+        assert_eq!(keys, ["lease.out_of_service_after"]);
+        assert!(error_keys(|t| t + "[lease]\nout_of_service_after = 3\n").is_empty());
+        assert_eq!(LeaseCfg::default().out_of_service_after, 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 pub mod capture;
 pub mod policy;
+mod service;
 
 pub use policy::Policy;
 
@@ -90,6 +91,8 @@ pub struct BoardRun {
     /// Infrastructure retries left (boot and checks share the budget).
     infra_budget: u32,
     halt: Option<Halt>,
+    /// The outcome of every case emitted, for the board's service count.
+    outcomes: std::sync::Mutex<Vec<Outcome>>,
 }
 
 impl BoardRun {
@@ -112,6 +115,7 @@ impl BoardRun {
             session: None,
             props,
             halt: None,
+            outcomes: Default::default(),
         }
     }
 
@@ -124,6 +128,10 @@ impl BoardRun {
     }
 
     fn emit(&self, c: CaseReport) {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(c.outcome);
         let _ = self.cx.events.send(Event::Case(self.name().to_string(), c));
     }
 
@@ -147,6 +155,7 @@ impl BoardRun {
         self.teardown().await;
         if let Some(lease) = self.lease.take() {
             if self.lease_lost().is_none() {
+                self.note_service().await;
                 if let Err(e) = lease.release() {
                     eprintln!(
                         "hil: {}: warning: could not release the lease: {e}",
@@ -155,6 +164,28 @@ impl BoardRun {
                 }
             }
         }
+    }
+
+    /// Counts the run towards the board's service (while the board is still ours); an
+    /// interrupted run counts for nothing.
+    async fn note_service(&self) {
+        if matches!(self.halt, Some(Halt::Interrupted)) {
+            return;
+        }
+        let outcomes = self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let board = &self.plan.board;
+        service::note_run(
+            &self.cx.leases,
+            &board.name,
+            outcomes,
+            board.lease.out_of_service_after,
+            self.cx.policy.health,
+        )
+        .await;
     }
 
     async fn setup(&mut self) -> Result<(), Halt> {
@@ -900,11 +931,25 @@ async fn take_lease(board: &Board, cx: &RunContext) -> Result<(Held, Option<Stri
     let wait = crate::lease::Wait {
         enabled: cx.policy.wait_for_lease,
         poll: Duration::from_secs(1),
+        priority: cx.policy.priority,
+        timeout: cx.policy.queue_timeout,
         on_busy: &mut on_busy,
     };
     let ttl = Duration::from_secs(board.lease.ttl_s);
+    let health = cx.policy.health;
+    if !health {
+        if let Some(why) = service::refusal(&cx.leases, &board.name).await {
+            return Err(why);
+        }
+    }
     match Held::acquire(cx.leases.clone(), &board.name, cx.owner.clone(), ttl, wait).await {
         Ok((held, prev)) => {
+            // It may have gone out of service while this run waited in its queue.
+            if !health {
+                if let Some(why) = service::refusal(&cx.leases, &board.name).await {
+                    return Err(why);
+                }
+            }
             let note = prev.map(|p| {
                 let d = p.describe(crate::lease::now());
                 eprintln!("hil: {}: took over an expired lease: {d}", board.name);

@@ -19,8 +19,15 @@ pub struct Policy {
     pub staged_boot: bool,
     /// Queue for a board another run holds instead of failing at once.
     pub wait_for_lease: bool,
+    /// Place in a busy board's queue: higher is served first.
+    pub priority: i32,
+    /// The longest wait in a board's queue; `None`: as long as it takes.
+    pub queue_timeout: Option<std::time::Duration>,
     /// At a blocker, ask whether to run the step again.
     pub retry_prompt: Option<RetryPrompt>,
+    /// A health run: allowed on a board out of service, and puts it back in service when
+    /// it passes (`hil checklist`, `hil run --health`).
+    pub health: bool,
 }
 
 impl Policy {
@@ -32,9 +39,18 @@ impl Policy {
         }
     }
 
-    /// `hil nightly` and `hil bisect`: every check; they queue for a busy board.
+    /// `hil nightly` and `hil bisect`: every check; they queue for a busy board with the
+    /// priority of `HIL_PRIORITY` (0 when unset; when not a number, 0 with a warning: a
+    /// matrix of boards is not refused for its queue place).
     pub fn batch() -> Policy {
-        Policy::run(true)
+        let priority = crate::lease::queue::priority_from_env().unwrap_or_else(|e| {
+            eprintln!("hil: warning: {e}; queueing with priority 0");
+            0
+        });
+        Policy {
+            priority,
+            ..Policy::run(true)
+        }
     }
 
     /// `hil checklist`: stop at the first blocker, staged boot; queues for a busy board
@@ -45,6 +61,41 @@ impl Policy {
             staged_boot: true,
             wait_for_lease: wait,
             retry_prompt,
+            health: true,
+            ..Policy::default()
         }
+    }
+}
+
+/// How a command that waits for a busy board queues: `--priority`, `--queue-timeout`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct QueueArgs {
+    /// Place in a busy board's queue: higher is served first, equal ones in order of
+    /// arrival (default: $HIL_PRIORITY, else 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Give up after this long in a busy board's queue (an infrastructure error naming
+    /// the board and its holder); implies --wait. Default: wait as long as it takes.
+    #[arg(long = "queue-timeout", value_name = "SECONDS")]
+    pub queue_timeout: Option<u64>,
+}
+
+impl QueueArgs {
+    /// Puts the queueing into `policy`; `--queue-timeout` turns waiting on.
+    pub fn apply(&self, policy: &mut Policy) -> Result<(), crate::error::UsageError> {
+        policy.priority = match self.priority {
+            Some(p) => p,
+            None => crate::lease::queue::priority_from_env().map_err(crate::error::UsageError)?,
+        };
+        if let Some(s) = self.queue_timeout {
+            if s == 0 {
+                return Err(crate::error::UsageError(
+                    "--queue-timeout 0: give a number of seconds above 0, or leave --wait out to be refused at once".into(),
+                ));
+            }
+            policy.queue_timeout = Some(std::time::Duration::from_secs(s));
+            policy.wait_for_lease = true;
+        }
+        Ok(())
     }
 }

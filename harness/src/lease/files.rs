@@ -17,6 +17,10 @@
 //! and not writable by others without the sticky bit: whoever owns it could swap any lease
 //! file in it.
 
+mod queue;
+mod service;
+
+use super::queue::{not_your_turn, Spot, Waiter};
 use super::{now, LeaseError, Leases, Owner, Record, DEFAULT_DIR};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -53,8 +57,9 @@ pub struct FileLeases {
     pub dir: PathBuf,
 }
 
-/// A board's lease file, open and locked (closing it releases the lock).
-struct LeaseFile {
+/// A board's lease file, open and locked (closing it releases the lock); or another file
+/// of the board, opened the same way while the lease file's lock is held.
+pub(super) struct LeaseFile {
     file: File,
     path: PathBuf,
     board: String,
@@ -138,6 +143,11 @@ impl FileLeases {
         self.dir.join(format!("{board}.lease"))
     }
 
+    /// Another file of the board (`<board>.<ext>`), opened and checked as the lease file is.
+    pub(super) fn side_file(&self, board: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{board}.{ext}"))
+    }
+
     /// Runs `f` on the board's lease file (created if missing), locked for the duration.
     fn locked<T>(
         &self,
@@ -145,7 +155,7 @@ impl FileLeases {
         f: impl FnOnce(&LeaseFile) -> Result<T, LeaseError>,
     ) -> Result<T, LeaseError> {
         self.ensure_dir()?;
-        let lease = self.open_or_create(board)?;
+        let lease = self.open_or_create(board, self.file(board))?;
         self.lock(&lease)?;
         f(&lease)
     }
@@ -161,12 +171,16 @@ impl FileLeases {
         }
     }
 
-    fn open_or_create(&self, board: &str) -> Result<LeaseFile, LeaseError> {
+    pub(super) fn open_or_create(
+        &self,
+        board: &str,
+        path: PathBuf,
+    ) -> Result<LeaseFile, LeaseError> {
         loop {
-            if let Some(f) = self.open_existing(board)? {
+            if let Some(f) = self.open_existing(board, path.clone())? {
                 return Ok(f);
             }
-            if let Some(f) = self.create(board)? {
+            if let Some(f) = self.create(board, path.clone())? {
                 return Ok(f);
             }
             // Someone created it between the two attempts: open theirs.
@@ -175,8 +189,11 @@ impl FileLeases {
 
     /// The board's lease file if it exists; never through a symlink, never a device or
     /// pipe, never a file with other names (a hard link to a file outside the directory).
-    fn open_existing(&self, board: &str) -> Result<Option<LeaseFile>, LeaseError> {
-        let path = self.file(board);
+    pub(super) fn open_existing(
+        &self,
+        board: &str,
+        path: PathBuf,
+    ) -> Result<Option<LeaseFile>, LeaseError> {
         let file = match open_options().open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -192,8 +209,7 @@ impl FileLeases {
 
     /// Creates the lease file; `None` when it exists already. `O_EXCL` never follows a
     /// symlink, so nothing is created through one another user planted.
-    fn create(&self, board: &str) -> Result<Option<LeaseFile>, LeaseError> {
-        let path = self.file(board);
+    fn create(&self, board: &str, path: PathBuf) -> Result<Option<LeaseFile>, LeaseError> {
         let file = match open_options().create_new(true).mode(FILE_MODE).open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
@@ -267,7 +283,7 @@ impl FileLeases {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.io(e)),
         }
-        let Some(lease) = self.open_existing(board)? else {
+        let Some(lease) = self.open_existing(board, self.file(board))? else {
             return Ok(None);
         };
         self.lock(&lease)?;
@@ -296,25 +312,59 @@ impl FileLeases {
         Ok(v)
     }
 
-    /// Takes the board if it is free, expired, or already ours. Returns the lease record
-    /// written and the expired record it replaced, if any. A corrupt file is refused: it
-    /// may be a live lease of a run this one cannot read.
+    /// Takes the board if it is free (or expired) with nobody waiting in its queue, or
+    /// already ours. Returns the lease record written and the expired record it replaced,
+    /// if any. A corrupt file is refused: it may be a live lease of a run this one cannot
+    /// read.
     pub fn try_acquire(
         &self,
         board: &str,
         owner: &Owner,
         ttl: Duration,
     ) -> Result<(Record, Option<Record>), LeaseError> {
+        self.acquire(board, owner, ttl, None)
+    }
+
+    /// Joins (or keeps a place in) the board's queue and takes the board if it is free
+    /// and this owner is the head of the queue; [`LeaseError::Busy`] otherwise, with the
+    /// place kept until [`Self::leave_queue`] or until it lapses.
+    pub fn try_acquire_queued(
+        &self,
+        board: &str,
+        owner: &Owner,
+        ttl: Duration,
+        spot: &Spot,
+    ) -> Result<(Record, Option<Record>), LeaseError> {
+        self.acquire(board, owner, ttl, Some(spot))
+    }
+
+    fn acquire(
+        &self,
+        board: &str,
+        owner: &Owner,
+        ttl: Duration,
+        spot: Option<&Spot>,
+    ) -> Result<(Record, Option<Record>), LeaseError> {
         self.locked(board, |lease| {
             let t = now();
             let previous = lease.record()?;
-            if let Some(p) = &previous {
-                if !p.expired(t) && p.owner != *owner {
-                    return Err(LeaseError::Busy {
-                        board: board.into(),
-                        holder: p.describe(t),
-                    });
-                }
+            let mut queue = self.queue_locked(board, spot.is_some(), t)?;
+            if let Some(spot) = spot {
+                queue.join(owner, spot, t);
+            }
+            let ours = previous.as_ref().is_some_and(|p| p.owner == *owner);
+            let busy = |holder: String| LeaseError::Busy {
+                board: board.into(),
+                holder,
+            };
+            if let Some(p) = previous.as_ref().filter(|p| !p.expired(t) && !ours) {
+                queue.save(self)?;
+                return Err(busy(p.describe(t)));
+            }
+            let order = queue.in_turn();
+            if !ours && order.first().is_some_and(|head| head.owner != *owner) {
+                queue.save(self)?;
+                return Err(busy(not_your_turn(&order, t)));
             }
             let rec = Record {
                 board: board.into(),
@@ -325,8 +375,34 @@ impl FileLeases {
                 token: previous.as_ref().map_or(0, |p| p.token).saturating_add(1),
             };
             lease.store(&rec).map_err(|e| self.io(e))?;
+            queue.leave(owner);
+            queue.save(self)?;
             Ok((rec, previous.filter(|p| p.owner != *owner)))
         })
+    }
+
+    /// Gives up this owner's place in the board's queue (nothing when it has none).
+    pub fn leave_queue(&self, board: &str, owner: &Owner) -> Result<(), LeaseError> {
+        self.locked(board, |_| {
+            let mut queue = self.queue_locked(board, false, now())?;
+            queue.leave(owner);
+            queue.save(self)
+        })
+    }
+
+    /// The board's live waiters in the order they are served; nothing is created by
+    /// looking.
+    pub fn queue(&self, board: &str) -> Result<Vec<Waiter>, LeaseError> {
+        match std::fs::symlink_metadata(&self.dir) {
+            Ok(meta) => self.check_dir(&meta)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(e)),
+        }
+        let Some(lease) = self.open_existing(board, self.file(board))? else {
+            return Ok(Vec::new());
+        };
+        self.lock(&lease)?;
+        Ok(self.queue_locked(board, false, now())?.in_turn())
     }
 
     /// Refreshes the heartbeat; [`LeaseError::Lost`] when the lease is no longer ours (it
@@ -412,7 +488,7 @@ impl LeaseFile {
         Ok(Some(rec))
     }
 
-    fn text(&self) -> Result<String, LeaseError> {
+    pub(super) fn text(&self) -> Result<String, LeaseError> {
         let mut f = &self.file;
         let mut bytes = Vec::new();
         f.seek(SeekFrom::Start(0))
@@ -428,7 +504,12 @@ impl LeaseFile {
     /// that a crash between the write and the truncation leaves a readable record (JSON
     /// ignores trailing whitespace), never the new record followed by a tail of the old.
     fn store(&self, rec: &Record) -> std::io::Result<()> {
-        let mut text = serde_json::to_string_pretty(rec).map_err(std::io::Error::other)?;
+        self.store_json(rec)
+    }
+
+    /// [`Self::store`] for any of the board's files.
+    pub(super) fn store_json(&self, value: &impl serde::Serialize) -> std::io::Result<()> {
+        let mut text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
         text.push('\n');
         let len = text.len() as u64;
         let old = self.file.metadata()?.len();
@@ -441,12 +522,12 @@ impl LeaseFile {
     }
 
     /// Frees the board: an empty file.
-    fn clear(&self) -> std::io::Result<()> {
+    pub(super) fn clear(&self) -> std::io::Result<()> {
         self.file.set_len(0)?;
         self.file.sync_data()
     }
 
-    fn corrupt(&self, why: impl std::fmt::Display) -> LeaseError {
+    pub(super) fn corrupt(&self, why: impl std::fmt::Display) -> LeaseError {
         LeaseError::Corrupt {
             path: self.path.display().to_string(),
             why: why.to_string(),

@@ -12,6 +12,11 @@
 //! inserted with `ON CONFLICT DO NOTHING`, so of two hosts inserting at once one finds the
 //! other's row and is refused, naming it.
 //!
+//! Waiters queue in `lease_queue` (a row per waiter, expiring by the database's clock) and
+//! boards out of service are rows of `board_service`; a grant, a queue change and a service
+//! change of one board each run under the board's transaction-scoped advisory lock, so
+//! hosts agree on who is at the head of a queue.
+//!
 //! The schema is versioned: `schema_version` lists the migrations applied, and hil applies
 //! the missing ones (under an advisory lock, so hosts starting at once do not race) when it
 //! connects.
@@ -21,6 +26,7 @@
 //! and waits for the answer. That works from plain threads and from inside the engine's
 //! runtime alike, where a nested runtime could not be started.
 
+use super::queue::{not_your_turn, Spot, Waiter};
 use super::{LeaseError, Owner, Record, LAB_UP_JOB};
 use futures_util::future::BoxFuture;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -51,6 +57,39 @@ const MIGRATIONS: &[&str] = &[
         token        bigint NOT NULL UNIQUE
     );
     "#,
+    // 2: the queue of waiters for busy boards. `seq` orders arrivals; `expires_at` lets a
+    // killed waiter's place lapse by the database's clock.
+    r#"
+    CREATE SEQUENCE lease_queue_seq;
+    CREATE TABLE lease_queue (
+        board        text NOT NULL,
+        job          text NOT NULL,
+        "user"       text NOT NULL,
+        host         text NOT NULL,
+        pid          integer NOT NULL,
+        run_id       text NOT NULL,
+        priority     integer NOT NULL,
+        seq          bigint NOT NULL DEFAULT nextval('lease_queue_seq'),
+        ttl_s        integer NOT NULL CHECK (ttl_s > 0),
+        joined_at    timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL,
+        expires_at   timestamptz NOT NULL,
+        PRIMARY KEY (board, job, "user", host, pid, run_id)
+    );
+    CREATE INDEX lease_queue_turn ON lease_queue (board, priority DESC, seq);
+    "#,
+    // 3: boards out of service, and the infrastructure errors in a row that may put them
+    // there. No row: in service, nothing counted.
+    r#"
+    CREATE TABLE board_service (
+        board                 text PRIMARY KEY,
+        reason                text,
+        since                 timestamptz,
+        set_by                text,
+        infra_errors_in_a_row integer NOT NULL DEFAULT 0 CHECK (infra_errors_in_a_row >= 0),
+        CHECK ((reason IS NULL) = (since IS NULL) AND (reason IS NULL) = (set_by IS NULL))
+    );
+    "#,
 ];
 
 /// The schema version this hil writes and reads.
@@ -59,6 +98,16 @@ pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// Key of the advisory lock that serialises migrations (any constant no other program on
 /// the database uses; this one spells "hil lease").
 const MIGRATION_LOCK: i64 = 0x6869_6c5f_6c65_6173;
+
+/// Key (first half) of the advisory locks that serialise the grants and queue changes of
+/// one board (the second half is the board name's hash): waiters of one board see each
+/// other's places and decide on the same head.
+const BOARD_LOCK: i32 = 0x6869_6c71;
+
+/// A queue row as the waiter type, with the database's `now()` as the last column.
+const QUEUE_COLS: &str = r#"job, "user", host, pid, run_id, priority, seq,
+    extract(epoch from joined_at)::float8, extract(epoch from heartbeat_at)::float8, ttl_s,
+    extract(epoch from now())::float8"#;
 
 /// A lease row as the record type, with the database's `now()` as the last column.
 const COLS: &str = r#"board, job, "user", host, pid, run_id,
@@ -290,13 +339,40 @@ impl PgLeases {
         })
     }
 
-    /// One transaction: lock the board's row, refuse a live lease of someone else, else
-    /// replace it (or insert a row for a free board) with a new token.
+    /// Takes the board if it is free (or expired) with nobody waiting in its queue, or
+    /// already ours.
     pub fn try_acquire(
         &self,
         board: &str,
         owner: &Owner,
         ttl: Duration,
+    ) -> Result<(Record, Option<Record>), LeaseError> {
+        self.acquire(board, owner, ttl, None)
+    }
+
+    /// Joins (or keeps a place in) the board's queue and takes the board if it is free
+    /// and this owner is the head of the live queue.
+    pub fn try_acquire_queued(
+        &self,
+        board: &str,
+        owner: &Owner,
+        ttl: Duration,
+        spot: &Spot,
+    ) -> Result<(Record, Option<Record>), LeaseError> {
+        self.acquire(board, owner, ttl, Some(*spot))
+    }
+
+    /// One transaction under the board's advisory lock: drop lapsed waiters, join or
+    /// refresh this owner's place, refuse a live lease of someone else or a free board
+    /// whose queue has someone else at its head, else replace the board's row (or insert
+    /// one for a free board) with a new token and leave the queue. A refusal still commits
+    /// the place in the queue.
+    fn acquire(
+        &self,
+        board: &str,
+        owner: &Owner,
+        ttl: Duration,
+        spot: Option<Spot>,
     ) -> Result<(Record, Option<Record>), LeaseError> {
         let (board, owner) = (board.to_string(), owner.clone());
         let ttl_s = i32::try_from(ttl.as_secs().max(1)).unwrap_or(i32::MAX);
@@ -312,19 +388,59 @@ impl PgLeases {
                     &owner.run_id,
                     &ttl_s,
                 ];
-                // A racer's insert between our look and our insert: the next look finds it.
+                // A racer's insert between our look and our insert (a hil without the
+                // board lock): the next look finds it.
                 for _ in 0..5 {
                     let tx = c.transaction().await?;
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                        &[&BOARD_LOCK, &board],
+                    )
+                    .await?;
+                    tx.execute(
+                        "DELETE FROM lease_queue WHERE board = $1 AND expires_at <= now()",
+                        &[&board],
+                    )
+                    .await?;
+                    if let Some(spot) = spot {
+                        let prio = spot.priority;
+                        let spot_ttl = i32::try_from(spot.ttl_s()).unwrap_or(i32::MAX);
+                        tx.execute(
+                            r#"INSERT INTO lease_queue (board, job, "user", host, pid, run_id,
+                                 priority, ttl_s, joined_at, heartbeat_at, expires_at)
+                               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now(),
+                                 now() + $8::integer * interval '1 second')
+                               ON CONFLICT (board, job, "user", host, pid, run_id) DO UPDATE
+                                 SET priority = excluded.priority, ttl_s = excluded.ttl_s,
+                                     heartbeat_at = now(), expires_at = excluded.expires_at"#,
+                            &[&board, &owner.job, &owner.user, &owner.host, &pid, &owner.run_id, &prio, &spot_ttl],
+                        )
+                        .await?;
+                    }
                     let q = format!("SELECT {COLS} FROM leases WHERE board = $1 FOR UPDATE");
                     let previous = tx.query_opt(&q, &[&board]).await?.map(|r| Row2::from(&r));
-                    if let Some(prev) = &previous {
-                        if !prev.expired() && prev.rec.owner != owner {
-                            return Err(LeaseError::Busy {
-                                board: board.clone(),
-                                holder: prev.describe(),
-                            }
-                            .into());
+                    let ours = previous.as_ref().is_some_and(|p| p.rec.owner == owner);
+                    let busy = |holder: String| LeaseError::Busy {
+                        board: board.clone(),
+                        holder,
+                    };
+                    if let Some(prev) = previous.as_ref().filter(|p| !p.expired() && !ours) {
+                        let e = busy(prev.describe());
+                        tx.commit().await?;
+                        return Err(e.into());
+                    }
+                    if !ours {
+                        let order = queue_in_turn(&tx, &board).await?;
+                        if order.first().is_some_and(|(head, _)| head.owner != owner) {
+                            let now = order[0].1;
+                            let waiters: Vec<Waiter> =
+                                order.into_iter().map(|(w, _)| w).collect();
+                            let e = busy(not_your_turn(&waiters, now));
+                            tx.commit().await?;
+                            return Err(e.into());
                         }
+                    }
+                    let granted = if previous.is_some() {
                         let q = format!(
                             r#"UPDATE leases SET job = $2, "user" = $3, host = $4, pid = $5,
                                  run_id = $6, ttl_s = $7, granted_at = now(),
@@ -332,29 +448,69 @@ impl PgLeases {
                                  token = nextval('lease_token')
                                WHERE board = $1 RETURNING {COLS}"#
                         );
-                        let row = tx.query_one(&q, &p).await?;
-                        tx.commit().await?;
-                        let taken_over = previous
-                            .filter(|p| p.rec.owner != owner)
-                            .map(|p| p.local());
-                        return Ok((Row2::from(&row).local(), taken_over));
-                    }
-                    let q = format!(
-                        r#"INSERT INTO leases (board, job, "user", host, pid, run_id, ttl_s,
-                             granted_at, heartbeat_at, expires_at, token)
-                           VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now(),
-                             now() + $7::integer * interval '1 second', nextval('lease_token'))
-                           ON CONFLICT (board) DO NOTHING RETURNING {COLS}"#
-                    );
-                    if let Some(row) = tx.query_opt(&q, &p).await? {
-                        tx.commit().await?;
-                        return Ok((Row2::from(&row).local(), None));
-                    }
-                    tx.rollback().await?;
+                        Some(tx.query_one(&q, &p).await?)
+                    } else {
+                        let q = format!(
+                            r#"INSERT INTO leases (board, job, "user", host, pid, run_id, ttl_s,
+                                 granted_at, heartbeat_at, expires_at, token)
+                               VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now(),
+                                 now() + $7::integer * interval '1 second', nextval('lease_token'))
+                               ON CONFLICT (board) DO NOTHING RETURNING {COLS}"#
+                        );
+                        tx.query_opt(&q, &p).await?
+                    };
+                    let Some(row) = granted else {
+                        tx.rollback().await?;
+                        continue;
+                    };
+                    tx.execute(
+                        r#"DELETE FROM lease_queue WHERE board = $1 AND job = $2 AND "user" = $3
+                             AND host = $4 AND pid = $5 AND run_id = $6"#,
+                        &p[..6],
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    let taken_over = previous
+                        .filter(|p| p.rec.owner != owner)
+                        .map(|p| p.local());
+                    return Ok((Row2::from(&row).local(), taken_over));
                 }
                 Err(Fail::Db(format!(
                     "the row of board {board} kept appearing and vanishing: another program is rewriting the leases table"
                 )))
+            })
+        })
+    }
+
+    /// Gives up this owner's place in the board's queue (nothing when it has none).
+    pub fn leave_queue(&self, board: &str, owner: &Owner) -> Result<(), LeaseError> {
+        let (board, o) = (board.to_string(), owner.clone());
+        self.call(move |c| {
+            Box::pin(async move {
+                let pid = o.pid as i32;
+                c.execute(
+                    r#"DELETE FROM lease_queue WHERE board = $1 AND job = $2 AND "user" = $3
+                         AND host = $4 AND pid = $5 AND run_id = $6"#,
+                    &[&board, &o.job, &o.user, &o.host, &pid, &o.run_id],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    /// The board's live waiters in the order they are served, times on this host's clock.
+    pub fn queue(&self, board: &str) -> Result<Vec<Waiter>, LeaseError> {
+        let board = board.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                let order = queue_in_turn(&tx, &board).await?;
+                tx.commit().await?;
+                Ok(order
+                    .into_iter()
+                    .map(|(w, db_now)| local_waiter(w, db_now))
+                    .collect())
             })
         })
     }
@@ -431,6 +587,52 @@ impl PgLeases {
                 Ok(())
             })
         })
+    }
+}
+
+/// The live waiters of a board in the order they are served, each with the database's
+/// now (times on the database's clock).
+async fn queue_in_turn(
+    tx: &tokio_postgres::Transaction<'_>,
+    board: &str,
+) -> Result<Vec<(Waiter, f64)>, Fail> {
+    let q = format!(
+        "SELECT {QUEUE_COLS} FROM lease_queue WHERE board = $1 AND expires_at > now()
+         ORDER BY priority DESC, seq"
+    );
+    let rows = tx.query(&q, &[&board]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let pid: i32 = r.get(3);
+            let seq: i64 = r.get(6);
+            let ttl: i32 = r.get(9);
+            let w = Waiter {
+                owner: Owner {
+                    job: r.get(0),
+                    user: r.get(1),
+                    host: r.get(2),
+                    pid: pid as u32,
+                    run_id: r.get(4),
+                },
+                priority: r.get(5),
+                seq: seq.max(0) as u64,
+                joined: r.get(7),
+                heartbeat: r.get(8),
+                ttl_s: ttl.max(0) as u64,
+            };
+            (w, r.get(10))
+        })
+        .collect())
+}
+
+/// A waiter with its times moved onto this host's clock (as [`Row2::local`]).
+fn local_waiter(w: Waiter, db_now: f64) -> Waiter {
+    let shift = super::now() - db_now;
+    Waiter {
+        joined: w.joined + shift,
+        heartbeat: w.heartbeat + shift,
+        ..w
     }
 }
 
@@ -577,6 +779,8 @@ async fn migrate(c: &mut Client) -> Result<(), Fail> {
     tx.commit().await?;
     Ok(())
 }
+
+mod service;
 
 #[cfg(test)]
 mod tests;

@@ -21,11 +21,7 @@ pub async fn take_lease(board: &Board, verb: &str) -> anyhow::Result<Option<Held
         return Ok(None);
     }
     let mut quiet = |_: &str| {};
-    let wait = Wait {
-        enabled: false,
-        poll: std::time::Duration::from_secs(1),
-        on_busy: &mut quiet,
-    };
+    let wait = Wait::no(&mut quiet);
     let owner = Owner::this_process(&format!("{verb}-{}", board.name));
     let ttl = std::time::Duration::from_secs(board.lease.ttl_s);
     match Held::acquire(leases, &board.name, owner, ttl, wait).await {

@@ -446,3 +446,208 @@ fn two_users_share_the_lease_dir_and_take_over_each_others_expired_leases() {
         "{err}"
     );
 }
+
+/// `hil ARGS` with the fake lab's environment (and `extra`), to its end.
+fn hil_in(fake: &Fake, extra: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
+    let o = crate::common::hil()
+        .envs(fake.env())
+        .envs(extra.iter().map(|(k, v)| (*k, v.clone())))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_board_out_of_service_is_refused_until_a_health_run_passes() {
+    let fake = Fake::new(|t| t);
+    let pass = suite("fake-pass");
+    let (code, said, err) = hil_in(
+        &fake,
+        &[],
+        &["boards", "disable", BOARD, "--reason", "relay stuck"],
+    );
+    assert_eq!(code, 0, "{said}{err}");
+    assert!(
+        said.starts_with("service: OUT OF SERVICE since ") && said.contains(": relay stuck"),
+        "{said}"
+    );
+    let (code, said, _) = hil_in(&fake, &[], &["boards"]);
+    assert_eq!(code, 0);
+    assert!(said.contains("service: OUT OF SERVICE since"), "{said}");
+
+    // Refused at once, naming the reason; nothing of the board touched.
+    let out = fake.out("oos-refused");
+    let (code, r) = fake.run(&pass, &out);
+    assert_eq!(code, 3, "{r:#}");
+    let l = case(&r, BOARD, "lease");
+    assert_eq!(l["outcome"], "error:infrastructure", "{l}");
+    let msg = l["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("board fake-board is out of service since ")
+            && msg.contains(": relay stuck")
+            && msg.contains("hil boards enable fake-board"),
+        "{msg}"
+    );
+    assert!(!out.join("boards/fake-board/console.log").exists());
+
+    // A health run is let through and, passing, puts the board back in service.
+    let out = fake.out("oos-health");
+    let (mut g, rx) = fake.spawn(&pass, &out, &["--health"]);
+    assert_eq!(wait_exit(&mut g, LIMIT), 0);
+    let said: Vec<String> = rx.try_iter().map(|(_, l)| l).collect();
+    assert!(
+        said.iter()
+            .any(|l| l.contains("health run passed: back in service")),
+        "{said:#?}"
+    );
+    let (code, r) = fake.run(&pass, &fake.out("oos-back"));
+    assert_eq!(code, 0, "{r:#}");
+    let (_, said, _) = hil_in(&fake, &[], &["boards"]);
+    assert!(!said.contains("OUT OF SERVICE"), "{said}");
+    // Enabling by hand works on a board in service too (nothing to do).
+    let (code, said, _) = hil_in(&fake, &[], &["boards", "enable", BOARD]);
+    assert_eq!((code, said.trim()), (0, "service: in service"));
+}
+
+#[test]
+fn a_board_goes_out_of_service_after_infrastructure_errors_in_a_row() {
+    let fake = Fake::new(|t| {
+        t.replace(
+            "\"tftp ${kernel_addr_r} Image.gz\"",
+            "\"tftp ${kernel_addr_r} Image-missing.gz\"",
+        ) + "\n[lease]\nout_of_service_after = 2\n"
+    });
+    let pass = suite("fake-pass");
+    for n in 1..=2 {
+        let (code, r) = fake.run(&pass, &fake.out(&format!("infra-{n}")));
+        assert_eq!(code, 3, "run {n}: {r:#}");
+        assert_eq!(case(&r, BOARD, "boot")["outcome"], "error:infrastructure");
+    }
+    let (code, r) = fake.run(&pass, &fake.out("infra-refused"));
+    assert_eq!(code, 3, "{r:#}");
+    let msg = case(&r, BOARD, "lease")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.starts_with("board fake-board is out of service since ")
+            && msg.contains("by hil: 2 runs in a row ended in an infrastructure error"),
+        "{msg}"
+    );
+}
+
+/// A holder's line in `hil boards`: host and pid.
+fn holds(listing: &str, board: &str, host: &str, pid: u32) -> bool {
+    let mut lines = listing.lines();
+    while let Some(l) = lines.next() {
+        if l.split_whitespace().next() == Some(board) {
+            return lines.next().is_some_and(|next| {
+                next.contains("lease: held by job")
+                    && next.contains(&format!("@{host}, pid {pid}, run "))
+                    && next.contains("last heartbeat")
+            });
+        }
+    }
+    false
+}
+
+#[test]
+fn pg_hil_boards_lists_the_holders_of_every_lab_host() {
+    let pg = hil::lease::pg_cluster::Cluster::start().unwrap_or_else(|e| panic!("{e:#}"));
+    let url = pg.url();
+    let db = hil::lease::pg::PgLeases::new(&url);
+    let fake = Fake::new(|t| t);
+    // A second fake board beside the first, on its own SSH port.
+    let boards = fake.leases().parent().unwrap().join("boards");
+    let first = std::fs::read_to_string(boards.join("fake-board.toml")).unwrap();
+    let port = first
+        .lines()
+        .find_map(|l| l.strip_prefix("port = "))
+        .unwrap()
+        .to_string();
+    let second = first
+        .replace("name = \"fake-board\"", "name = \"fake-board-2\"")
+        .replace(
+            &format!("\nport = {port}\n"),
+            &format!("\nport = {}\n", crate::fake_board::free_port()),
+        );
+    std::fs::write(boards.join("fake-board-2.toml"), second).unwrap();
+    let hold = fake.leases().parent().unwrap().join("hold-long.toml");
+    std::fs::write(
+        &hold,
+        std::fs::read_to_string(suite("fake-hold"))
+            .unwrap()
+            .replace("sleep 3; echo held", "sleep 30; echo held"),
+    )
+    .unwrap();
+    let on = |host: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("HIL_DATABASE_URL", url.clone()),
+            ("HIL_HOST", host.to_string()),
+        ]
+    };
+    let spawn = |host: &str, board: &str, out: &Path| {
+        let mut env = fake.env();
+        env.extend(on(host));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        spawn_hil(
+            &[
+                "run",
+                hold.to_str().unwrap(),
+                "--board",
+                board,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &env,
+        )
+    };
+    let (a, _rxa) = spawn("lab-a", BOARD, &fake.out("boards-a"));
+    let (b, _rxb) = spawn("lab-b", "fake-board-2", &fake.out("boards-b"));
+    wait_for("both runs hold their boards", LIMIT, || {
+        db.list().unwrap().len() == 2
+    });
+    for host in ["lab-a", "lab-b", "lab-c"] {
+        let (code, said, err) = hil_in(&fake, &on(host), &["boards"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            holds(&said, BOARD, "lab-a", a.0.id()),
+            "from {host}:\n{said}"
+        );
+        assert!(
+            holds(&said, "fake-board-2", "lab-b", b.0.id()),
+            "from {host}:\n{said}"
+        );
+    }
+}
+
+#[test]
+fn a_run_gives_up_after_its_queue_timeout_naming_the_holder() {
+    let fake = Fake::new(|t| t);
+    let hold = suite("fake-hold");
+    let (first, _rx1) = fake.spawn(&hold, &fake.out("qt-first"), &[]);
+    wait_for("the first run takes the lease", LIMIT, || {
+        fake.lease().is_some()
+    });
+    let out = fake.out("qt-second");
+    let t = Instant::now();
+    let (mut second, _rx2) = fake.spawn(&hold, &out, &["--queue-timeout", "1", "--priority", "3"]);
+    assert_eq!(wait_exit(&mut second, Duration::from_secs(60)), 3);
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    let r = read_json(&out.join("results.json"));
+    let l = case(&r, BOARD, "lease");
+    assert_eq!(l["outcome"], "error:infrastructure", "{l}");
+    let msg = l["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("board fake-board: gave up after waiting ")
+            && msg.contains("in its queue (queue time-out 1 s): held by job")
+            && msg.contains(&format!("pid {}", first.0.id())),
+        "{msg}"
+    );
+    assert!(!out.join("boards/fake-board/console.log").exists());
+}

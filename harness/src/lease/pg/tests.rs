@@ -244,6 +244,8 @@ async fn pg_a_held_lease_heartbeats_and_a_waiter_queues_behind_it() {
     let quiet = Wait {
         enabled: false,
         poll: Duration::from_millis(50),
+        priority: 0,
+        timeout: None,
         on_busy: &mut |_| {},
     };
     let (first, _) = Held::acquire(
@@ -269,6 +271,8 @@ async fn pg_a_held_lease_heartbeats_and_a_waiter_queues_behind_it() {
             Wait {
                 enabled: true,
                 poll: Duration::from_millis(50),
+                priority: 0,
+                timeout: None,
                 on_busy: &mut |h| seen.push(h.to_string()),
             },
         )
@@ -369,4 +373,39 @@ fn missing_server_binaries_name_the_package() {
         e.contains("apt-get install --no-install-recommends postgresql"),
         "{e}"
     );
+}
+
+#[test]
+fn pg_three_waiters_are_served_by_priority_then_arrival() {
+    let c = cluster();
+    let l = Leases::Pg(PgLeases::new(&c.url()));
+    crate::lease::queue::scenarios::priority_then_arrival(&l, |pid| owner("lab1", pid));
+}
+
+#[test]
+fn pg_a_killed_waiters_place_lapses_by_the_database_clock() {
+    let c = cluster();
+    let l = Leases::Pg(PgLeases::new(&c.url()));
+    crate::lease::queue::scenarios::a_killed_waiter_lapses(&l, |pid| owner("lab2", pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_queue_timeout_gives_up_and_leaves_the_queue() {
+    let c = cluster();
+    let l = Leases::Pg(PgLeases::new(&c.url()));
+    crate::lease::queue::scenarios::queue_timeout_and_giving_up(l, |pid| owner("lab3", pid)).await;
+}
+
+#[test]
+fn pg_a_board_is_taken_out_of_service_and_back_by_hand() {
+    let c = cluster();
+    let l = Leases::Pg(PgLeases::new(&c.url()));
+    crate::lease::service::scenarios::disable_and_enable(&l);
+}
+
+#[test]
+fn pg_a_board_goes_out_of_service_after_infrastructure_errors_in_a_row() {
+    let c = cluster();
+    let l = Leases::Pg(PgLeases::new(&c.url()));
+    crate::lease::service::scenarios::out_after_infrastructure_errors_in_a_row(&l);
 }
