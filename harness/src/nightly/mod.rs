@@ -44,7 +44,14 @@ pub struct NightlyArgs {
 pub async fn cli(args: NightlyArgs) -> anyhow::Result<i32> {
     let mut lab = lab_file::Lab::load(&args.lab)?;
     lab.history = history::at::HistoryAt::choose(args.history.as_deref(), Some(&lab.history))?;
-    let run_id = crate::suite_run::run_id(&format!("nightly-{}", lab.name));
+    // The run id keys the run in the history: nightlies of one lab started in the same
+    // second (by cron on every lab host, or twice on one) must not share it.
+    let run_id = crate::suite_run::run_id(&format!(
+        "nightly-{}-{}-{}",
+        lab.name,
+        crate::lease::this_host(),
+        std::process::id()
+    ));
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("reports").join(&run_id));

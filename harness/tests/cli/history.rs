@@ -246,7 +246,7 @@ fn history_errors_name_the_file_key_or_url_and_the_fix() {
     let e = stderr(&o);
     assert!(
         e.contains("has no runs of check `kernal`")
-            && e.contains("checks it has: kernel, ssh-exit-status"),
+            && e.contains("checks it has: boot, kernel, ssh-exit-status"),
         "{e}"
     );
     let o = lab.history("h", &["kernel", "--board", "other-board"]);
