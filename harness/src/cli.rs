@@ -84,6 +84,8 @@ enum Cmd {
     Bisect(Box<crate::bisect::BisectArgs>),
     /// Run a lab's board × suite matrix, keep the history, report what changed.
     Nightly(crate::nightly::NightlyArgs),
+    /// A check's recent outcomes, figures and stability per board, from the nightly history.
+    History(crate::nightly::show::HistoryArgs),
     /// Walk a board through bring-up, stopping at the first blocker with a hint.
     Checklist(crate::checklist::ChecklistArgs),
     /// Measure the console engine and the orchestrator against their limits and peers.
@@ -205,6 +207,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Bisect(args) => crate::bisect::cli(*args).await,
         Cmd::Nightly(args) => crate::nightly::cli(args).await,
+        // Blocking database calls: off the runtime's workers.
+        Cmd::History(args) => {
+            tokio::task::spawn_blocking(move || crate::nightly::show::cli(args)).await?
+        }
         Cmd::Checklist(args) => crate::checklist::cli(args).await,
         Cmd::Bench(args) => bench(args).await,
         Cmd::BenchFeed(args) => {

@@ -136,6 +136,15 @@ pub fn classify(e: &anyhow::Error) -> (i32, Option<String>) {
         {
             return (exit::CONFIG, None);
         }
+        if let Some(h) = cause.downcast_ref::<crate::nightly::history::HistoryError>() {
+            use crate::nightly::history::HistoryError;
+            return match h {
+                HistoryError::Missing { .. } | HistoryError::UnknownCheck { .. } => {
+                    (exit::CONFIG, None)
+                }
+                HistoryError::Db { .. } => (exit::INFRASTRUCTURE, h.hint().map(String::from)),
+            };
+        }
         if let Some(t) = cause.downcast_ref::<LabTrouble>() {
             return (exit::INFRASTRUCTURE, t.hint.clone());
         }

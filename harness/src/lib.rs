@@ -29,6 +29,7 @@ pub mod lab_ctl;
 pub mod lease;
 pub mod nightly;
 pub mod outcome;
+pub mod pg_thread;
 pub mod power;
 pub mod qmp;
 pub mod report;

@@ -21,21 +21,17 @@
 //! the missing ones (under an advisory lock, so hosts starting at once do not race) when it
 //! connects.
 //!
-//! Callers are synchronous (the file backend blocks on `flock` the same way), so the
-//! connection lives on a thread of its own with its own runtime: a call sends a job there
-//! and waits for the answer. That works from plain threads and from inside the engine's
-//! runtime alike, where a nested runtime could not be started.
+//! The connection lives on a thread of its own ([`crate::pg_thread`]): callers are
+//! synchronous, as with the file backend's `flock`.
 
 use super::queue::{not_your_turn, Spot, Waiter};
 use super::{LeaseError, Owner, Record, LAB_UP_JOB};
+use crate::pg_thread::{db_text, PgThread};
+pub use crate::pg_thread::{redact, STEP_WAIT};
 use futures_util::future::BoxFuture;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tokio_postgres::{Client, Row};
-
-/// How long one lease step may take against the database (connecting included): a server
-/// that does not answer within it is an error naming the URL, not a hang.
-pub const STEP_WAIT: Duration = Duration::from_secs(10);
 
 /// Migrations in order; version N is `MIGRATIONS[N - 1]`. Applied ones are never edited:
 /// a change of schema is a new entry.
@@ -117,136 +113,30 @@ const COLS: &str = r#"board, job, "user", host, pid, run_id,
 /// The lab's lease database. Cloning shares the connection.
 #[derive(Clone)]
 pub struct PgLeases {
-    worker: Arc<Worker>,
+    db: PgThread,
 }
 
 impl std::fmt::Debug for PgLeases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PgLeases({})", self.worker.shown)
+        write!(f, "PgLeases({})", self.db.url())
     }
-}
-
-type Job = Box<dyn for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, ()> + Send>;
-
-struct Worker {
-    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
-    /// The URL without its password, for messages.
-    shown: String,
-}
-
-/// The connection thread's state: connected (and migrated) on first use, and again after
-/// a failure.
-struct Conn {
-    config: Result<tokio_postgres::Config, String>,
-    client: Option<Client>,
 }
 
 /// What a statement sequence can fail with: a verdict about the lease, or the database.
-enum Fail {
-    Lease(LeaseError),
-    Db(String),
-}
-
-impl From<tokio_postgres::Error> for Fail {
-    fn from(e: tokio_postgres::Error) -> Fail {
-        Fail::Db(db_text(&e))
-    }
-}
+type Fail = crate::pg_thread::Fail<LeaseError>;
 
 impl From<LeaseError> for Fail {
     fn from(e: LeaseError) -> Fail {
-        Fail::Lease(e)
+        Fail::Verdict(e)
     }
-}
-
-/// The server's own words where there are some (tokio-postgres' Display says only "db
-/// error").
-fn db_text(e: &tokio_postgres::Error) -> String {
-    if let Some(d) = e.as_db_error() {
-        return format!("{}: {}", d.severity(), d.message());
-    }
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
-/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return if url.contains("password") {
-            "(a key=value connection string with a password)".into()
-        } else {
-            url.into()
-        };
-    };
-    let (auth_end, _) = rest
-        .char_indices()
-        .find(|(_, c)| *c == '/' || *c == '?')
-        .unwrap_or((rest.len(), '/'));
-    let (authority, tail) = rest.split_at(auth_end);
-    let Some((userinfo, hosts)) = authority.rsplit_once('@') else {
-        return url.into();
-    };
-    let user = match userinfo.split_once(':') {
-        Some((u, _)) => format!("{u}:***"),
-        None => userinfo.into(),
-    };
-    let tail = if tail.contains("password=") {
-        "/(parameters with a password)"
-    } else {
-        tail
-    };
-    format!("{scheme}://{user}@{hosts}{tail}")
 }
 
 impl PgLeases {
     /// A lease coordinator for the database at `url` (a `postgres://` URL or a key=value
     /// string). Connects at the first call.
     pub fn new(url: &str) -> PgLeases {
-        let shown = redact(url);
-        let config = url
-            .parse::<tokio_postgres::Config>()
-            .map(|mut c| {
-                c.connect_timeout(STEP_WAIT);
-                c.application_name("hil");
-                c
-            })
-            .map_err(|e| {
-                format!("not a PostgreSQL connection URL ({e}); the form is postgres://USER@HOST:PORT/DATABASE")
-            });
-        let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
-        let started = std::thread::Builder::new()
-            .name("hil-lease-db".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    // Every call then finds the channel closed and says so.
-                    Err(_) => return,
-                };
-                let mut conn = Conn {
-                    config,
-                    client: None,
-                };
-                rt.block_on(async move {
-                    while let Some(job) = rx.recv().await {
-                        job(&mut conn).await;
-                    }
-                });
-            });
-        if started.is_err() {
-            // The sender below is then the only end: calls fail naming the database.
-            eprintln!("hil: warning: could not start the lease database thread");
-        }
         PgLeases {
-            worker: Arc::new(Worker { jobs, shown }),
+            db: PgThread::start(url, "hil-lease-db", migrate),
         }
     }
 
@@ -268,53 +158,26 @@ impl PgLeases {
 
     /// The URL without its password.
     pub fn url(&self) -> &str {
-        &self.worker.shown
+        self.db.url()
     }
 
     pub(super) fn fault(&self, e: impl std::fmt::Display) -> LeaseError {
         LeaseError::Db {
-            url: self.worker.shown.clone(),
+            url: self.db.url().to_string(),
             err: e.to_string(),
         }
     }
 
-    /// Runs `f` with the connection on the connection thread and waits for its answer,
-    /// at most [`STEP_WAIT`]. A database error drops the connection, so the next call
-    /// connects afresh (a restarted server, a broken network path).
+    /// Runs `f` on the connection thread (at most [`STEP_WAIT`]); a database error is a
+    /// [`LeaseError::Db`] naming the URL.
     fn call<T: Send + 'static>(
         &self,
         f: impl for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, Result<T, Fail>> + Send + 'static,
     ) -> Result<T, LeaseError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let job: Job = Box::new(move |conn: &mut Conn| {
-            Box::pin(async move {
-                let work = async {
-                    let client = conn.client().await?;
-                    f(client).await
-                };
-                let r = match tokio::time::timeout(STEP_WAIT, work).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Fail::Db(format!(
-                        "no answer within {} s",
-                        STEP_WAIT.as_secs()
-                    ))),
-                };
-                if matches!(r, Err(Fail::Db(_))) {
-                    conn.client = None;
-                }
-                let _ = tx.send(r);
-            })
-        });
-        self.worker
-            .jobs
-            .send(job)
-            .map_err(|_| self.fault("the lease database thread is not running"))?;
-        // The job answers within STEP_WAIT; the margin covers a queue of earlier jobs.
-        match rx.recv_timeout(STEP_WAIT * 3) {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(Fail::Lease(e))) => Err(e),
-            Ok(Err(Fail::Db(e))) => Err(self.fault(e)),
-            Err(_) => Err(self.fault(format!("no answer within {} s", (STEP_WAIT * 3).as_secs()))),
+        match self.db.call(f) {
+            Ok(v) => Ok(v),
+            Err(Fail::Verdict(e)) => Err(e),
+            Err(Fail::Db(e)) => Err(self.fault(e)),
         }
     }
 
@@ -658,7 +521,7 @@ async fn lost(c: &Client, board: &str, token: i64) -> Fail {
             }
         }
     };
-    Fail::Lease(LeaseError::Lost {
+    Fail::Verdict(LeaseError::Lost {
         board: board.into(),
         why,
     })
@@ -722,31 +585,19 @@ impl Row2 {
     }
 }
 
-impl Conn {
-    async fn client(&mut self) -> Result<&mut Client, Fail> {
-        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
-            self.client = None;
-        }
-        if self.client.is_none() {
-            let config = self.config.as_ref().map_err(|e| Fail::Db(e.clone()))?;
-            let (mut client, connection) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(async move {
-                // Ends with the connection; a broken one shows as the client's next error.
-                let _ = connection.await;
-            });
-            migrate(&mut client).await?;
-            self.client = Some(client);
-        }
-        self.client
-            .as_mut()
-            .ok_or_else(|| Fail::Db("not connected".into()))
-    }
-}
-
 /// Applies the migrations the database lacks, in one transaction under an advisory lock.
 /// A database migrated by a newer hil is refused: its schema may mean something this one
 /// does not know.
-async fn migrate(c: &mut Client) -> Result<(), Fail> {
+fn migrate(c: &mut Client) -> BoxFuture<'_, Result<(), String>> {
+    Box::pin(async move {
+        migrate_steps(c).await.map_err(|e| match e {
+            Fail::Db(e) => e,
+            Fail::Verdict(e) => e.to_string(),
+        })
+    })
+}
+
+async fn migrate_steps(c: &mut Client) -> Result<(), Fail> {
     let tx = c.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;

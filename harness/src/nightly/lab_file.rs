@@ -5,10 +5,12 @@
 //! name = "sim"                           # the history keeps each lab's runs apart
 //! boards = ["sim-rk3588", "sim-rcar"]    # board files by name (boards/ or $HIL_BOARDS)
 //! suites = ["../suites/smoke.toml"]      # every suite runs on every board
-//! history = "../reports/history.sqlite"  # SQLite file; created on first use
+//! history = "../reports/history.sqlite"  # SQLite file, created on first use; or a
+//!                                        # postgres://USER@HOST:PORT/DB URL
 //! flaky_window = 5                       # runs looked at to call a check flaky
 //! ```
 
+use super::history::at::{self, HistoryAt};
 use crate::config::load::load_toml;
 use crate::config::{board, ConfigError, ConfigErrors};
 use serde::Deserialize;
@@ -35,7 +37,7 @@ pub struct Lab {
     pub name: String,
     pub boards: Vec<String>,
     pub suites: Vec<PathBuf>,
-    pub history: PathBuf,
+    pub history: HistoryAt,
     pub flaky_window: usize,
 }
 
@@ -90,15 +92,34 @@ impl Lab {
                 "is below 2; expected how many runs (2 or more) to look at",
             ));
         }
-        if !errs.is_empty() {
+        let history = at::parse(&f.history, base).map_err(|e| {
+            ConfigError::new(
+                path,
+                "history",
+                format!(
+                    "{e}; expected a SQLite file, relative to the lab file, or a postgres:// URL"
+                ),
+            )
+        });
+        let history = match history {
+            Ok(store) => Some(HistoryAt {
+                store,
+                from: format!("{} key `history`", path.display()),
+            }),
+            Err(e) => {
+                errs.push(e);
+                None
+            }
+        };
+        let (true, Some(history)) = (errs.is_empty(), history) else {
             return Err(ConfigErrors(errs));
-        }
+        };
         Ok(Lab {
             path: path.to_path_buf(),
             name: f.name,
             boards: f.boards,
             suites,
-            history: base.join(f.history),
+            history,
             flaky_window: f.flaky_window,
         })
     }
@@ -134,5 +155,16 @@ mod tests {
         .unwrap();
         let e = Lab::load(&p).unwrap_err().to_string();
         assert!(e.contains("unknown field `histroy`"), "{e}");
+        std::fs::write(
+            &p,
+            "name = \"x\"\nboards = []\nsuites = []\nhistory = \"postgres://u:pw@[db\"\n",
+        )
+        .unwrap();
+        let e = Lab::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("key `history`: postgres://u:***@[db is not a PostgreSQL connection URL"),
+            "{e}"
+        );
+        assert!(!e.contains("pw"), "{e}");
     }
 }

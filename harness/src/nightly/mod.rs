@@ -1,10 +1,12 @@
 //! `hil nightly LAB.toml`: the lab's board × suite matrix, one JUnit per board and a merged
-//! one, a result history (SQLite, [`history`]) and what changed since the last run
-//! ([`changes`]). Every suite runs on all boards at once (one runner call per suite).
+//! one, a result history (a SQLite file or PostgreSQL, [`history`]) and what changed since
+//! the last run ([`changes`]). Every suite runs on all boards at once (one runner call per
+//! suite). `hil history CHECK` ([`show`]) prints what the history holds of one check.
 
 pub mod changes;
 pub mod history;
 pub mod lab_file;
+pub mod show;
 
 use crate::image_set::ImageSet;
 use crate::outcome::{exit, Outcome};
@@ -28,9 +30,10 @@ pub struct NightlyArgs {
     /// Report directory (default: reports/<run-id>/).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// The history database (default: the lab file's `history`).
-    #[arg(long)]
-    history: Option<PathBuf>,
+    /// The history: a SQLite file or a postgres:// URL (default: $HIL_DATABASE_URL, else
+    /// the lab file's `history`).
+    #[arg(long, value_name = "FILE|URL")]
+    history: Option<String>,
     /// A kernel build to boot instead of the boards' usual images (tonight's build).
     #[arg(long)]
     images: Option<PathBuf>,
@@ -40,10 +43,15 @@ pub struct NightlyArgs {
 
 pub async fn cli(args: NightlyArgs) -> anyhow::Result<i32> {
     let mut lab = lab_file::Lab::load(&args.lab)?;
-    if let Some(h) = args.history {
-        lab.history = h;
-    }
-    let run_id = crate::suite_run::run_id(&format!("nightly-{}", lab.name));
+    lab.history = history::at::HistoryAt::choose(args.history.as_deref(), Some(&lab.history))?;
+    // The run id keys the run in the history: nightlies of one lab started in the same
+    // second (by cron on every lab host, or twice on one) must not share it.
+    let run_id = crate::suite_run::run_id(&format!(
+        "nightly-{}-{}-{}",
+        lab.name,
+        crate::lease::this_host(),
+        std::process::id()
+    ));
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("reports").join(&run_id));
@@ -119,10 +127,11 @@ pub async fn nightly(
     };
     hist.record(
         &history::RunRow {
-            run_id,
-            lab: &lab.name,
-            started: &started,
-            report_dir: &out.display().to_string(),
+            run_id: run_id.to_string(),
+            lab: lab.name.clone(),
+            host: crate::lease::this_host(),
+            started,
+            report_dir: out.display().to_string(),
             exit_code: code,
         },
         &rows,
@@ -136,8 +145,8 @@ pub async fn nightly(
     write(&out.join("summary.md"), &summary(lab, &reports, &text))?;
     println!("{text}");
     eprintln!(
-        "nightly: exit {code}; history {} ; report {}",
-        lab.history.display(),
+        "nightly: exit {code}; {} ; report {}",
+        lab.history,
         out.display()
     );
     Ok(code)
@@ -165,11 +174,21 @@ fn snapshot(reports: &[RunReport]) -> (Snapshot, Vec<history::Row>) {
                     outcome: c.outcome.json_name().to_string(),
                     message: c.message.clone(),
                     duration_s: c.duration_s,
+                    figures: numeric_figures(&c.figures),
                 });
             }
         }
     }
     (snap, rows)
+}
+
+/// The figures of a case that are numbers (MB/s, RTT, exit status); text figures (a
+/// method, a checksum) stay in results.json only.
+fn numeric_figures(f: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, f64)> {
+    f.iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+        .filter(|(_, v)| v.is_finite())
+        .collect()
 }
 
 /// summary.md: the matrix as a ✔/✘ table, then the changes.

@@ -10,6 +10,7 @@ mod config_errors;
 mod deadlines;
 mod fake_board;
 mod faults;
+mod history;
 mod lease;
 mod nightly;
 mod pcie;

@@ -4,6 +4,7 @@
 use super::*;
 use crate::lease::pg_cluster::Cluster;
 use crate::lease::{Held, Leases, Wait};
+use std::sync::Arc;
 
 fn owner(host: &str, pid: u32) -> Owner {
     Owner {
