@@ -5,6 +5,7 @@
 mod bench;
 mod bisect;
 mod checklist;
+mod ci_examples;
 mod common;
 mod config_errors;
 mod deadlines;
