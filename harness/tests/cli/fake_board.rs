@@ -124,8 +124,8 @@ fn a_passing_suite_exits_0_with_complete_reports() {
     let props = &r["boards"][0]["properties"];
     assert_eq!(props["kernel"], "6.1.0-hil-fake", "{props}");
     assert_eq!(props["console_gaps"], "0", "{props}");
-    // A standard JUnit consumer reads every case as passed; console checks carry their
-    // console slice.
+    // A standard JUnit consumer reads every case as passed; every case carries its
+    // transcript (console checks their console slice, the SSH check its command and output).
     let cases = junit_consumer(&out.join("junit.xml"));
     let lines: Vec<Vec<&str>> = cases
         .lines()
@@ -134,10 +134,19 @@ fn a_passing_suite_exits_0_with_complete_reports() {
     assert_eq!(lines.len(), 4, "{cases}");
     for f in &lines {
         assert_eq!(f[1], "pass", "{cases}");
-        if f[0] != "ssh-exit-status" {
-            assert!(f[2].parse::<usize>().unwrap() > 0, "console slice: {cases}");
-        }
+        assert!(f[2].parse::<usize>().unwrap() > 0, "system-out: {cases}");
     }
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    let ssh_case = junit
+        .split("<testcase name=\"ssh-exit-status\"")
+        .nth(1)
+        .unwrap();
+    assert!(
+        ssh_case.contains(
+            "--- ssh (commands on the board) ---\n$ echo over-ssh; exit 7\nover-ssh\n[exit 7]"
+        ),
+        "{ssh_case}"
+    );
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     for name in ["kernel", "shell-state", "ssh-exit-status"] {
         assert!(summary.contains(&format!("| ✔ | {name} |")), "{summary}");

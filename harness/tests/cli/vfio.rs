@@ -203,6 +203,27 @@ fn rk3588_vfio_suite_passes_with_figures_then_a_corrupted_readback_fails_and_dri
     assert_restored(&board_dir);
     let gc = std::fs::read_to_string(board_dir.join("guest-console.log")).unwrap();
     assert!(gc.contains("hil: guest ready"), "guest console logged");
+    // Every testcase carries its transcript: the SSH checks their commands, guest-boot the
+    // guest's console from its start.
+    let cases = crate::sim::junit_consumer(&out.join("junit.xml"));
+    for line in cases.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            f[f.len() - 1].parse::<usize>().unwrap() > 0,
+            "system-out of {line}"
+        );
+    }
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    let system_out = |name: &str| {
+        let tc = junit
+            .split(&format!("<testcase name=\"{name}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no testcase {name}"));
+        tc.split("</testcase>").next().unwrap().to_string()
+    };
+    assert!(system_out("bind").contains("--- ssh (commands on the board) ---\n$ "));
+    assert!(system_out("guest-boot").contains("--- guest console ---"));
+    assert!(system_out("guest-boot").contains("hil: guest ready"));
 }
 
 #[test]
