@@ -93,3 +93,79 @@ pub async fn read(c: &Client) -> anyhow::Result<Vec<Grant>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::intervals::conflicts;
+    use super::*;
+    use crate::lease::pg::PgLeases;
+    use crate::lease::pg_cluster::Cluster;
+    use crate::lease::{Leases, Owner};
+    use std::time::Duration;
+
+    fn owner(n: u32) -> Owner {
+        Owner {
+            job: format!("job-{n}"),
+            user: "bench".into(),
+            host: "lab-01".into(),
+            pid: n,
+            run_id: format!("run-{n}"),
+        }
+    }
+
+    /// The log against a real server: hil's grants and releases of one board log clean
+    /// intervals, and a coordinator that took a live lease over (what the check is for)
+    /// shows as a double grant.
+    #[tokio::test]
+    async fn the_log_shows_a_takeover_of_a_live_lease_as_a_double_grant() {
+        let c = tokio::task::spawn_blocking(Cluster::start)
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let leases = Leases::Pg(PgLeases::new(&c.url()));
+        let (db, conn) = tokio_postgres::connect(&c.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let l = leases.clone();
+        tokio::task::spawn_blocking(move || {
+            l.list().unwrap();
+        })
+        .await
+        .unwrap();
+        install(&db).await.unwrap();
+        let l = leases.clone();
+        tokio::task::spawn_blocking(move || {
+            let ttl = Duration::from_secs(60);
+            let (first, _) = l.try_acquire("b", &owner(1), ttl).unwrap();
+            l.release(&first).unwrap();
+            l.try_acquire("b", &owner(2), ttl).unwrap();
+        })
+        .await
+        .unwrap();
+        let clean = read(&db).await.unwrap();
+        assert_eq!(clean.len(), 2, "{clean:?}");
+        assert_eq!(clean[0].ended, End::Released);
+        assert_eq!(clean[1].ended, End::Open);
+        assert_eq!(conflicts(&clean), []);
+        // A broken coordinator: a new token over a lease that has 60 s to live.
+        db.execute(
+            "UPDATE leases SET token = nextval('lease_token'), job = 'job-3', granted_at = now()
+              WHERE board = 'b'",
+            &[],
+        )
+        .await
+        .unwrap();
+        let broken = read(&db).await.unwrap();
+        assert_eq!(broken.len(), 3, "{broken:?}");
+        assert_eq!(broken[1].ended, End::Expired);
+        let found = conflicts(&broken);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].earlier, found[0].later),
+            (broken[1].token, broken[2].token)
+        );
+        drop(db);
+        tokio::task::spawn_blocking(move || drop(c)).await.unwrap();
+    }
+}
