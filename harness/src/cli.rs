@@ -89,10 +89,14 @@ enum Cmd {
     /// Walk a board through bring-up, stopping at the first blocker with a hint.
     Checklist(crate::checklist::ChecklistArgs),
     /// Measure the console engine and the orchestrator against their limits and peers.
-    Bench(crate::bench::BenchArgs),
+    Bench(Box<crate::bench::BenchArgs>),
     /// The writer side of `hil bench` (run by it in a child process).
     #[command(hide = true)]
     BenchFeed(crate::bench::feeder::FeedArgs),
+    /// One simulated lab host of `hil bench --only lease-scale` (run by it in a child
+    /// process).
+    #[command(hide = true)]
+    BenchLeaseHost(crate::bench::lease_scale::host::HostArgs),
 }
 
 #[derive(Subcommand)]
@@ -212,13 +216,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             tokio::task::spawn_blocking(move || crate::nightly::show::cli(args)).await?
         }
         Cmd::Checklist(args) => crate::checklist::cli(args).await,
-        Cmd::Bench(args) => bench(args).await,
+        Cmd::Bench(args) => bench(*args).await,
         Cmd::BenchFeed(args) => {
             tokio::task::spawn_blocking(move || {
                 crate::bench::feeder::feed_main(args).map(|_| exit::OK)
             })
             .await?
         }
+        Cmd::BenchLeaseHost(args) => crate::bench::lease_scale::host::host_main(args)
+            .await
+            .map(|_| exit::OK),
     }
 }
 

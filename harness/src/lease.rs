@@ -603,9 +603,9 @@ impl Held {
         self.leases.release(&self.record())
     }
 
-    /// Stops renewing without giving the board back: what a killed process leaves behind.
-    #[cfg(test)]
-    fn abandon(mut self) {
+    /// Stops renewing without giving the board back: what a killed process leaves behind
+    /// (for tests and the lease benchmark's crashing holders).
+    pub fn abandon(mut self) {
         self.released = true;
         self.heartbeat.abort();
     }

@@ -7,6 +7,7 @@
 pub mod consoles;
 pub mod feeder;
 pub mod latency;
+pub mod lease_scale;
 pub mod memory;
 pub mod network;
 pub mod orchestration;
@@ -27,7 +28,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Only these parts (comma-separated): throughput, latency, memory, consoles,
-    /// network, orchestration.
+    /// network, orchestration, lease-scale.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// MiB streamed for the raw read and hil's engine.
@@ -90,6 +91,9 @@ pub struct BenchArgs {
     pub orchestration_runs: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The lease-scale part: simulated lab hosts, boards and jobs on one PostgreSQL.
+    #[command(flatten)]
+    pub lease: lease_scale::plan::PlanArgs,
 }
 
 #[derive(Debug, Serialize)]
@@ -177,6 +181,7 @@ pub struct BenchReport {
     pub memory: Option<MemoryResult>,
     pub consoles: Vec<ConsolesResult>,
     pub orchestration: Option<orchestration::OrchestrationResult>,
+    pub lease_scale: Option<lease_scale::LeaseScaleResult>,
     pub targets: Vec<Target>,
     /// Parts that could not be measured, with the reason.
     pub errors: Vec<String>,
@@ -376,6 +381,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
             Err(e) => err(&mut r, "orchestration", e),
         }
     }
+    if want("lease-scale") {
+        progress(&format!(
+            "lease-scale: {} jobs from {} lab hosts on {} boards over {} s, one PostgreSQL",
+            a.lease.jobs, a.lease.hosts, a.lease.boards, a.lease.spread_s
+        ));
+        match lease_scale::run(&a.lease).await {
+            Ok(l) => r.lease_scale = Some(l),
+            Err(e) => err(&mut r, "lease-scale", e),
+        }
+    }
     let _ = std::fs::remove_dir_all(&log_dir);
     r.load_1m_after = sys::machine_load().0;
     r.targets = targets(&r);
@@ -564,6 +579,27 @@ fn targets(r: &BenchReport) -> Vec<Target> {
             met: o.overhead_pct <= 5.0,
         });
     }
+    if let Some(l) = &r.lease_scale {
+        t.push(Target {
+            what: format!("p99 lease grant of a free board, {} hosts", l.hosts),
+            target: format!("< {} ms", lease_scale::GRANT_P99_TARGET_MS),
+            measured: format!(
+                "{:.2} ms (p50 {:.2} ms, {} grants)",
+                l.grant_free.p99_ms, l.grant_free.p50_ms, l.grant_free.count
+            ),
+            met: l.grant_free.p99_ms < lease_scale::GRANT_P99_TARGET_MS,
+        });
+        t.push(Target {
+            what: "lease double grants; every job ended as planned".into(),
+            target: "0; no problems".into(),
+            measured: format!(
+                "{} double grants, {} problems",
+                l.double_grants,
+                l.problems.len()
+            ),
+            met: l.double_grants == 0 && l.problems.is_empty(),
+        });
+    }
     t
 }
 
@@ -658,6 +694,9 @@ pub fn table(r: &BenchReport) -> String {
     }
     if let Some(o) = &r.orchestration {
         let _ = writeln!(s, "{}\n", o.table());
+    }
+    if let Some(l) = &r.lease_scale {
+        let _ = writeln!(s, "{}", l.table());
     }
     if !r.targets.is_empty() {
         let _ = writeln!(s, "{:<60} {:<32} {:<5} measured", "target", "", "met");

@@ -86,6 +86,17 @@ impl Cluster {
         format!("postgres://{USER}@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The server's main process (its first line of `postmaster.pid`).
+    pub fn postmaster_pid(&self) -> anyhow::Result<u32> {
+        let path = self.data().join("postmaster.pid");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .with_context(|| format!("{}: no process id on its first line", path.display()))
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }

@@ -143,3 +143,61 @@ fn bench_small_run_measures_every_engine_and_loses_nothing() {
     // the table went to stderr
     assert!(stderr(&out).contains("match latency"), "{}", stderr(&out));
 }
+
+/// The lease-scale part on a lab of 2 hosts, 5 boards and 40 jobs over 3 s: every job is
+/// accounted for (one of them a holder that crashed), and the database's log of grants
+/// shows no double grant.
+#[test]
+fn bench_lease_scale_smoke_accounts_for_every_job_without_a_double_grant() {
+    let out = run(hil().args([
+        "bench",
+        "--json",
+        "--only",
+        "lease-scale",
+        "--lease-hosts",
+        "2",
+        "--lease-boards",
+        "5",
+        "--lease-jobs",
+        "40",
+        "--lease-spread-s",
+        "3",
+        "--lease-max-hold-s",
+        "1",
+        "--lease-crashes",
+        "1",
+        "--lease-ttl-s",
+        "3",
+        "--lease-poll-ms",
+        "100",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{r:#}");
+    let l = &r["lease_scale"];
+    assert_eq!(l["problems"].as_array().unwrap().len(), 0, "{l:#}");
+    assert_eq!(l["double_grants"], 0, "{l:#}");
+    let outcomes = l["outcomes"].as_object().unwrap();
+    let total: u64 = outcomes.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 40, "{l:#}");
+    assert_eq!(outcomes["crashed"], 1, "{l:#}");
+    assert!(outcomes["finished"].as_u64().unwrap() > 0, "{l:#}");
+    assert!(
+        outcomes
+            .keys()
+            .all(|k| ["finished", "queue_timeout", "crashed"].contains(&k.as_str())),
+        "{l:#}"
+    );
+    assert!(l["grant_free"]["count"].as_u64().unwrap() > 0, "{l:#}");
+    assert!(l["server_cpu_s"].as_f64().unwrap() > 0.0, "{l:#}");
+    // Everything the bench started has stopped: no lease host is left.
+    let hosts = std::process::Command::new("pgrep")
+        .args(["-f", "hil bench-lease-host"])
+        .output()
+        .unwrap();
+    assert!(
+        hosts.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&hosts.stdout)
+    );
+}
