@@ -186,6 +186,22 @@ pub enum LeaseError {
     Db { url: String, err: String },
 }
 
+impl LeaseError {
+    /// The store could not answer (database unreachable, I/O, a lock that did not come),
+    /// as against an answer that the board is busy, lost or corrupt: worth asking again.
+    pub fn is_store_fault(&self) -> bool {
+        matches!(
+            self,
+            LeaseError::Db { .. } | LeaseError::Io { .. } | LeaseError::LockTimeout { .. }
+        )
+    }
+}
+
+/// How long a waiter in a board's queue keeps asking a store that does not answer before
+/// it gives up: long enough for a database restart or failover, short enough that a job
+/// whose database is gone for good fails within minutes.
+const STORE_OUTAGE_LIMIT: Duration = Duration::from_secs(120);
+
 /// Where this host's leases are kept: files, or the lab's PostgreSQL.
 #[derive(Debug, Clone)]
 pub enum Leases {
@@ -380,6 +396,13 @@ impl Leases {
     }
 }
 
+/// How long before the store's expiry a holder that could not renew stops by itself: a
+/// fifth of the TTL, at least 0.2 s (the time a step takes to notice and stop),
+/// never more than half the TTL.
+fn self_expiry_margin(ttl: Duration) -> Duration {
+    (ttl / 5).max(Duration::from_millis(200)).min(ttl / 2)
+}
+
 /// A held lease with its heartbeat task. Dropping it (also when its task is aborted)
 /// stops the heartbeat and gives the board back; only a killed process leaves its lease to
 /// expire.
@@ -390,6 +413,9 @@ pub struct Held {
     heartbeat: tokio::task::JoinHandle<()>,
     /// Set when a heartbeat found the lease taken over.
     pub lost: tokio::sync::watch::Receiver<Option<String>>,
+    /// Until when the last renewal that got through keeps the lease surely ours (see the
+    /// heartbeat): while the store cannot be asked, this is the proof a step goes on.
+    ours_until: std::sync::Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 /// How to wait for a busy board.
@@ -457,6 +483,7 @@ impl Held {
         wait: Wait<'_>,
     ) -> Result<(Held, Option<Record>), LeaseError> {
         let mut last_holder = String::new();
+        let mut store_down_since: Option<std::time::Instant> = None;
         let started = std::time::Instant::now();
         let spot = Spot {
             priority: wait.priority,
@@ -469,7 +496,10 @@ impl Held {
             joined: wait.enabled,
             gate: Default::default(),
         };
-        let (rec, taken_over) = loop {
+        let (rec, taken_over, asked) = loop {
+            // When the grant that succeeds was asked for: the store dates the lease from
+            // its own receipt of the request, which came later.
+            let asked = std::time::Instant::now();
             let (l, b, o, queued) = (
                 leases.clone(),
                 board.to_string(),
@@ -493,8 +523,29 @@ impl Held {
             })
             .await
             .map_err(|e| leases.fault(e))?;
+            if !matches!(&r, Err(e) if e.is_store_fault()) {
+                store_down_since = None;
+            }
             match r {
-                Ok(x) => break x,
+                Ok((rec, taken_over)) => break (rec, taken_over, asked),
+                // A waiter rides out a store that does not answer (a database restart):
+                // it asks again at its next poll, within its queue time-out and at most
+                // STORE_OUTAGE_LIMIT in a row.
+                Err(e) if wait.enabled && e.is_store_fault() => {
+                    let first = store_down_since.is_none();
+                    let since = *store_down_since.get_or_insert_with(std::time::Instant::now);
+                    let waited = started.elapsed();
+                    let over_queue = wait.timeout.is_some_and(|l| waited >= l);
+                    if over_queue || since.elapsed() >= STORE_OUTAGE_LIMIT {
+                        return Err(e);
+                    }
+                    if first {
+                        eprintln!("hil: warning: {e}; waiting for the board, asking again");
+                        // The holder is named again once the store answers.
+                        last_holder.clear();
+                    }
+                    tokio::time::sleep(wait.poll).await;
+                }
                 Err(LeaseError::Busy { holder, .. }) if wait.enabled => {
                     let waited = started.elapsed();
                     if let Some(limit) = wait.timeout.filter(|l| waited >= *l) {
@@ -524,25 +575,73 @@ impl Held {
         let record = std::sync::Arc::new(std::sync::Mutex::new(rec));
         let (lost_tx, lost) = tokio::sync::watch::channel(None);
         let every = (ttl / 4).max(Duration::from_millis(250));
-        let (l, r) = (leases.clone(), record.clone());
+        let margin = self_expiry_margin(ttl);
+        let ours_until =
+            std::sync::Arc::new(std::sync::Mutex::new(asked + ttl.saturating_sub(margin)));
+        let (l, r, board_name, shared_until) = (
+            leases.clone(),
+            record.clone(),
+            board.to_string(),
+            ours_until.clone(),
+        );
         let heartbeat = tokio::spawn(async move {
+            // The store lets the lease run to `ttl` after it received the last renewal,
+            // and it received it after this host asked: so the lease is ours at least until
+            // `asked + ttl` on a clock that runs at the rate of ours, whatever the clocks
+            // read. A holder that has heard nothing back by a margin before that (the
+            // database unreachable, a hung NFS server) gives the board up itself, before
+            // the store can grant it to another host.
+            let mut ours_until = asked + ttl.saturating_sub(margin);
+            let mut last_error = String::from("no answer");
+            let lose = |last_error: &str| {
+                LeaseError::Lost {
+                    board: board_name.clone(),
+                    why: format!(
+                        "no heartbeat reached the lease store for {:.1} s (last: {last_error}); the lease expires there after {} s, so this run stops touching the board",
+                        (ttl.saturating_sub(margin)).as_secs_f64(),
+                        ttl.as_secs()
+                    ),
+                }
+                .to_string()
+            };
             loop {
-                tokio::time::sleep(every).await;
+                let deadline = tokio::time::Instant::from_std(ours_until);
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep_until(deadline) => {
+                        let _ = lost_tx.send(Some(lose(&last_error)));
+                        return;
+                    }
+                }
                 let (l2, r2) = (l.clone(), r.clone());
-                let res = tokio::task::spawn_blocking(move || {
+                let sent = std::time::Instant::now();
+                let renew = tokio::task::spawn_blocking(move || {
                     let mut rec = r2.lock().unwrap_or_else(|p| p.into_inner());
                     l2.renew(&mut rec)
-                })
-                .await;
+                });
+                let res = tokio::select! {
+                    res = renew => res,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        let _ = lost_tx.send(Some(lose(&last_error)));
+                        return;
+                    }
+                };
                 match res {
+                    Ok(Ok(())) => {
+                        ours_until = sent + ttl.saturating_sub(margin);
+                        *shared_until.lock().unwrap_or_else(|p| p.into_inner()) = ours_until;
+                    }
                     Ok(Err(e @ LeaseError::Lost { .. })) => {
                         let _ = lost_tx.send(Some(e.to_string()));
                         return;
                     }
-                    // A lock or I/O hiccup: the next heartbeat tries again; if none gets
-                    // through before the TTL, the fencing check finds the lease expired.
-                    Ok(Err(e)) => eprintln!("hil: warning: lease heartbeat: {e}"),
-                    _ => {}
+                    // A lock or I/O hiccup: the next heartbeat tries again, until the
+                    // lease is no longer surely ours.
+                    Ok(Err(e)) => {
+                        eprintln!("hil: warning: lease heartbeat: {e}");
+                        last_error = e.to_string();
+                    }
+                    Err(e) => last_error = e.to_string(),
                 }
             }
         });
@@ -553,6 +652,7 @@ impl Held {
                 record,
                 heartbeat,
                 lost,
+                ours_until,
             },
             taken_over,
         ))
@@ -576,9 +676,29 @@ impl Held {
             });
         }
         let (l, rec) = (self.leases.clone(), self.record());
-        tokio::task::spawn_blocking(move || l.check_current(&rec))
+        let asked = tokio::task::spawn_blocking(move || l.check_current(&rec))
             .await
-            .map_err(|e| self.leases.fault(e))?
+            .map_err(|e| self.leases.fault(e))?;
+        match asked {
+            // The store cannot be asked (the database restarting, a lock that does not
+            // come): the last renewal still proves the lease ours for a while, and no
+            // other host can be granted the board before then. The heartbeat gives the
+            // board up when that runs out.
+            Err(e) if e.is_store_fault() => {
+                let until = *self.ours_until.lock().unwrap_or_else(|p| p.into_inner());
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(e);
+                }
+                eprintln!(
+                    "hil: warning: {e}; the last renewal keeps the lease of board {} ours for {:.1} s more",
+                    self.record().board,
+                    left.as_secs_f64()
+                );
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Resolves when a heartbeat finds the lease lost, with why.
@@ -702,6 +822,44 @@ mod tests {
         assert!(l
             .try_acquire("b", &owner(2), Duration::from_secs(1))
             .is_ok());
+    }
+
+    /// A store that stops answering (here: another process sits on the lease file's lock,
+    /// as a hung NFS server would) makes the holder give the board up by itself, before
+    /// the lease could expire in the store and go to another host.
+    #[tokio::test]
+    async fn a_holder_that_cannot_renew_gives_the_board_up_before_the_store_could() {
+        let (_t, l) = dir();
+        let ttl = Duration::from_secs(4);
+        let asked = std::time::Instant::now();
+        let (held, _) = Held::acquire(
+            Leases::Files(l.clone()),
+            "b",
+            owner(1),
+            ttl,
+            Wait::no(&mut |_| {}),
+        )
+        .await
+        .unwrap();
+        let file = std::fs::File::open(l.dir.join("b.lease")).unwrap();
+        // SAFETY: flock on a descriptor this test owns; it is released when `file` closes.
+        assert_eq!(
+            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) },
+            0
+        );
+        let why = tokio::time::timeout(ttl * 2, held.lost()).await.unwrap();
+        let at = asked.elapsed();
+        assert!(at < ttl, "lost at {at:?}, after the store's expiry");
+        assert!(at > ttl / 2, "lost at {at:?}, long before it had to");
+        assert!(
+            why.starts_with(
+                "lease of board b lost: no heartbeat reached the lease store for 3.2 s"
+            ),
+            "{why}"
+        );
+        assert!(held.check_current().await.is_err());
+        drop(file);
+        held.abandon();
     }
 }
 

@@ -97,6 +97,19 @@ impl Cluster {
             .with_context(|| format!("{}: no process id on its first line", path.display()))
     }
 
+    /// Stops the server (its connections are closed: `-m fast`), leaves it down for
+    /// `down`, and starts it again on the same port and data, as an operator's restart or
+    /// a failover does.
+    pub fn restart(&self, down: std::time::Duration) -> anyhow::Result<()> {
+        let mut stop = self.cmd("pg_ctl");
+        stop.arg("-D")
+            .arg(self.data())
+            .args(["-m", "fast", "-w", "-t", "60", "stop"]);
+        self.run(stop, "pg_ctl stop")?;
+        std::thread::sleep(down);
+        self.start_server()
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
@@ -154,6 +167,10 @@ impl Cluster {
             "--no-sync",
         ]);
         self.run(init, "initdb")?;
+        self.start_server()
+    }
+
+    fn start_server(&self) -> anyhow::Result<()> {
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c shared_buffers=16MB -c max_connections=40",
             self.port,

@@ -15,6 +15,7 @@ mod history;
 mod lease;
 mod nightly;
 mod pcie;
+mod pg_faults;
 mod rcar;
 mod remote;
 mod remote_lab;
