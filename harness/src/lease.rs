@@ -799,7 +799,7 @@ mod tests {
             Leases::Files(l.clone()),
             "b",
             owner(1),
-            Duration::from_secs(1),
+            Duration::from_secs(2),
             Wait {
                 enabled: false,
                 poll: Duration::from_millis(50),
@@ -810,17 +810,17 @@ mod tests {
         )
         .await
         .unwrap();
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        tokio::time::sleep(Duration::from_millis(5000)).await;
         // Two TTLs later it is still held: heartbeats renewed it.
         let rec = l.read("b").unwrap().unwrap();
         assert!(!rec.expired(now()), "{rec:?}");
         assert!(l
-            .try_acquire("b", &owner(2), Duration::from_secs(1))
+            .try_acquire("b", &owner(2), Duration::from_secs(2))
             .is_err());
         held.abandon(); // stops the heartbeat, like a killed process
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(3000)).await;
         assert!(l
-            .try_acquire("b", &owner(2), Duration::from_secs(1))
+            .try_acquire("b", &owner(2), Duration::from_secs(2))
             .is_ok());
     }
 

@@ -550,3 +550,65 @@ fn now() -> f64 {
         .unwrap()
         .as_secs_f64()
 }
+
+/// The same on the emulated board: two lab hosts start the smoke suite on one sim board
+/// at the same moment; it runs twice, one after the other, each run passing.
+#[test]
+fn pg_sim_two_lab_hosts_start_smoke_on_one_sim_board_and_it_runs_twice_in_turn() {
+    let _l = crate::sim::lock();
+    let pg = pg();
+    let url = pg.url();
+    let spawn = |host: &str, out: &Path| {
+        let env = [("HIL_DATABASE_URL", url.as_str()), ("HIL_HOST", host)];
+        spawn_hil(
+            &[
+                "run",
+                "suites/smoke.toml",
+                "--board",
+                "sim-rk3588",
+                "--wait",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &env,
+        )
+    };
+    let (out_a, out_b) = (
+        crate::sim::out_dir("pg-two-hosts-a"),
+        crate::sim::out_dir("pg-two-hosts-b"),
+    );
+    let (mut a, _ra) = spawn("lab-a", &out_a);
+    let (mut b, _rb) = spawn("lab-b", &out_b);
+    let limit = crate::sim::BOOT_LIMIT;
+    assert_eq!(wait_exit(&mut a, limit), 0);
+    assert_eq!(wait_exit(&mut b, limit), 0);
+    let (ra, rb) = (
+        read_json(&out_a.join("results.json")),
+        read_json(&out_b.join("results.json")),
+    );
+    for r in [&ra, &rb] {
+        assert_eq!(case(r, "sim-rk3588", "ssh-exit-status")["outcome"], "pass");
+    }
+    let on = |out: &Path| console_start(&out.join("boards/sim-rk3588/console.log"));
+    // Whichever got the board first, the other powered it on after it was done.
+    let (first, second, second_out) = if on(&out_a) < on(&out_b) {
+        (&ra, &rb, &out_b)
+    } else {
+        (&rb, &ra, &out_a)
+    };
+    assert!(
+        on(second_out) > last_touch(first),
+        "the second host powered the board at {:.3}, the first worked on it until {:.3}",
+        on(second_out),
+        last_touch(first)
+    );
+    assert!(token(second) > token(first));
+    assert!(second["boards"][0]["properties"]["lease"]
+        .as_str()
+        .unwrap()
+        .contains(if second_out == &out_b {
+            "@lab-b"
+        } else {
+            "@lab-a"
+        }));
+}
