@@ -61,9 +61,10 @@ pub struct BoardState {
     pub error: Option<String>,
 }
 
-/// RFC 3339 of unix seconds.
+/// RFC 3339 of unix seconds, to the second: what a person reads on the page (the ages
+/// and expiries beside it carry the fractions).
 pub fn rfc3339(t: f64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos((t * 1e9) as i128)
+    time::OffsetDateTime::from_unix_timestamp(t.floor() as i64)
         .ok()
         .and_then(|d| {
             d.format(&time::format_description::well_known::Rfc3339)
