@@ -86,6 +86,9 @@ enum Cmd {
     Nightly(crate::nightly::NightlyArgs),
     /// A check's recent outcomes, figures and stability per board, from the nightly history.
     History(crate::nightly::show::HistoryArgs),
+    /// The lab dashboard: boards, the nightly matrix, checks' stability and figures, a
+    /// JSON API and Prometheus metrics, over HTTP (loopback by default).
+    Serve(crate::serve::ServeArgs),
     /// Walk a board through bring-up, stopping at the first blocker with a hint.
     Checklist(crate::checklist::ChecklistArgs),
     /// Measure the console engine and the orchestrator against their limits and peers.
@@ -215,6 +218,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::History(args) => {
             tokio::task::spawn_blocking(move || crate::nightly::show::cli(args)).await?
         }
+        Cmd::Serve(args) => crate::serve::cli(args).await,
         Cmd::Checklist(args) => crate::checklist::cli(args).await,
         Cmd::Bench(args) => bench(*args).await,
         Cmd::BenchFeed(args) => {

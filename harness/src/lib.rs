@@ -34,6 +34,7 @@ pub mod power;
 pub mod qmp;
 pub mod report;
 pub mod runner;
+pub mod serve;
 pub mod shell;
 pub mod ssh;
 pub mod stimulus;

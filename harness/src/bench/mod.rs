@@ -13,6 +13,7 @@ pub mod network;
 pub mod orchestration;
 pub mod patterns;
 pub mod peers;
+pub mod serve_matrix;
 pub mod sys;
 pub mod textgen;
 pub mod throughput;
@@ -28,7 +29,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Only these parts (comma-separated): throughput, latency, memory, consoles,
-    /// network, orchestration, lease-scale.
+    /// network, orchestration, lease-scale, serve-matrix.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// MiB streamed for the raw read and hil's engine.
@@ -94,6 +95,9 @@ pub struct BenchArgs {
     /// The lease-scale part: simulated lab hosts, boards and jobs on one PostgreSQL.
     #[command(flatten)]
     pub lease: lease_scale::plan::PlanArgs,
+    /// The serve-matrix part: the dashboard's matrix page over a long history.
+    #[command(flatten)]
+    pub serve: serve_matrix::ServeMatrixArgs,
 }
 
 #[derive(Debug, Serialize)]
@@ -182,6 +186,7 @@ pub struct BenchReport {
     pub consoles: Vec<ConsolesResult>,
     pub orchestration: Option<orchestration::OrchestrationResult>,
     pub lease_scale: Option<lease_scale::LeaseScaleResult>,
+    pub serve_matrix: Option<serve_matrix::ServeMatrixResult>,
     pub targets: Vec<Target>,
     /// Parts that could not be measured, with the reason.
     pub errors: Vec<String>,
@@ -389,6 +394,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
         match lease_scale::run(&a.lease).await {
             Ok(l) => r.lease_scale = Some(l),
             Err(e) => err(&mut r, "lease-scale", e),
+        }
+    }
+    if want("serve-matrix") {
+        progress(&format!(
+            "serve-matrix: hil serve's /matrix over {} runs × {} boards × {} checks",
+            a.serve.serve_runs, a.serve.serve_boards, a.serve.serve_checks
+        ));
+        match serve_matrix::run(&a.serve, a.seed).await {
+            Ok(s) => r.serve_matrix = Some(s),
+            Err(e) => err(&mut r, "serve-matrix", e),
         }
     }
     let _ = std::fs::remove_dir_all(&log_dir);
@@ -600,6 +615,19 @@ fn targets(r: &BenchReport) -> Vec<Target> {
             met: l.double_grants == 0 && l.problems.is_empty(),
         });
     }
+    if let Some(s) = &r.serve_matrix {
+        if let Some(p) = s.pages.first() {
+            t.push(Target {
+                what: format!("p99 answer of {} over {} runs", p.path, s.runs),
+                target: format!("< {} ms", serve_matrix::P99_TARGET_MS),
+                measured: format!(
+                    "{:.2} ms (p50 {:.2} ms, {} requests)",
+                    p.times.p99_ms, p.times.p50_ms, p.times.count
+                ),
+                met: p.times.p99_ms < serve_matrix::P99_TARGET_MS,
+            });
+        }
+    }
     t
 }
 
@@ -697,6 +725,9 @@ pub fn table(r: &BenchReport) -> String {
     }
     if let Some(l) = &r.lease_scale {
         let _ = writeln!(s, "{}", l.table());
+    }
+    if let Some(m) = &r.serve_matrix {
+        let _ = writeln!(s, "{}", m.table());
     }
     if !r.targets.is_empty() {
         let _ = writeln!(s, "{:<60} {:<32} {:<5} measured", "target", "", "met");

@@ -201,3 +201,42 @@ fn bench_lease_scale_smoke_accounts_for_every_job_without_a_double_grant() {
         String::from_utf8_lossy(&hosts.stdout)
     );
 }
+
+#[test]
+fn bench_serve_matrix_smoke_times_every_request_of_a_full_matrix() {
+    let out = run(hil().args([
+        "bench",
+        "--json",
+        "--only",
+        "serve-matrix",
+        "--serve-runs",
+        "30",
+        "--serve-boards",
+        "2",
+        "--serve-checks",
+        "3",
+        "--serve-requests",
+        "5",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{r:#}");
+    let s = &r["serve_matrix"];
+    assert_eq!(s["results"], 30 * 2 * 3);
+    let pages = s["pages"].as_array().unwrap();
+    // 20 runs by default, then 100 asked for of which 30 exist: a cell per board, check, run.
+    assert_eq!(pages[0]["cells"], 2 * 3 * 20);
+    assert_eq!(pages[1]["cells"], 2 * 3 * 30);
+    for p in pages {
+        assert_eq!(p["times"]["count"], 5);
+        assert!(p["times"]["p99_ms"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    let t = r["targets"].as_array().unwrap();
+    assert!(
+        t.iter().any(|t| t["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("p99 answer of /matrix")),
+        "{r:#}"
+    );
+}

@@ -19,6 +19,7 @@ mod pg_faults;
 mod rcar;
 mod remote;
 mod remote_lab;
+mod serve;
 mod sim;
 mod verbs;
 mod vfio;

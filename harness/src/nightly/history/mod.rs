@@ -14,6 +14,7 @@ pub mod at;
 mod pg;
 pub mod sql;
 mod sqlite;
+pub mod window;
 
 use super::changes::{Key, Snapshot};
 use crate::outcome::Outcome;

@@ -297,3 +297,69 @@ fn an_unreachable_database_is_an_error_naming_it_without_the_password() {
     assert!(!e.contains("secret"), "{e}");
     assert!(hint.contains("unset HIL_DATABASE_URL"), "{hint}");
 }
+
+#[test]
+fn the_dashboard_reads_the_newest_runs_their_results_and_totals() {
+    on_both(|at| {
+        let mut h = History::open(at).unwrap();
+        for (i, (id, lab, o, boot)) in [
+            ("w1", "a", "pass", 1.0),
+            ("w2", "b", "fail", 9.0),
+            ("w3", "a", "fail", 3.0),
+            ("w4", "a", "pass", 4.0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = run(id, lab, "h1");
+            r.started = format!("2026-01-01T00:00:0{i}Z");
+            r.exit_code = i32::from(o == "fail");
+            h.record(
+                &r,
+                &[
+                    row("b1", "boot", "pass", &[("boot_s", boot)]),
+                    row("b1", "x", o, &[]),
+                ],
+            )
+            .unwrap();
+        }
+        let ids = |v: Vec<window::RunInfo>| v.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+        assert_eq!(ids(h.runs("a", 2).unwrap()), ["w4", "w3"]);
+        assert_eq!(ids(h.runs("", 10).unwrap()), ["w4", "w3", "w2", "w1"]);
+        let seqs: Vec<i64> = h.runs("a", 10).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [3, 2, 1]);
+        // The results of exactly the newest runs asked for.
+        let mut got: Vec<(String, String, String)> = h
+            .results("a", 2)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.run_id, c.check, c.outcome))
+            .collect();
+        got.sort();
+        let want: Vec<(String, String, String)> = [
+            ("w3", "boot", "pass"),
+            ("w3", "x", "fail"),
+            ("w4", "boot", "pass"),
+            ("w4", "x", "pass"),
+        ]
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        let w2 = h.run_by_id("w2").unwrap().unwrap();
+        assert_eq!(
+            (w2.lab.as_str(), w2.exit_code, w2.report_dir.as_str()),
+            ("b", 1, "reports/w2")
+        );
+        assert_eq!(h.run_by_id("nope").unwrap(), None);
+        let t = h.totals("a").unwrap();
+        assert_eq!(t.runs_by_exit_code, [(0, 2), (1, 1)]);
+        assert_eq!(
+            t.results_by_outcome,
+            [("fail".to_string(), 1), ("pass".to_string(), 5)]
+        );
+        assert_eq!(t.last_boot_s, [("b1".to_string(), "w4".to_string(), 4.0)]);
+        let all = h.totals("").unwrap();
+        assert_eq!(all.runs_by_exit_code, [(0, 2), (1, 2)]);
+    });
+}

@@ -16,7 +16,7 @@ use crate::outcome::Outcome;
 use maud::{html, Markup, DOCTYPE};
 use std::path::Path;
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin: .5em 0 1em; }
 td, th { border: 1px solid #ccc; padding: .2em .5em; vertical-align: top; text-align: left; }
