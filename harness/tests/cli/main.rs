@@ -18,6 +18,7 @@ mod pcie;
 mod rcar;
 mod remote;
 mod remote_lab;
+mod run_fake_board;
 mod sim;
 mod verbs;
 mod vfio;
