@@ -106,7 +106,7 @@ pub async fn run(
         boards: vec![plan],
         out: out.to_path_buf(),
         run_id,
-        progress: false,
+        progress: crate::progress::Mode::Quiet,
         leases: crate::lease::Leases::from_env(),
         policy: Policy {
             retry_prompt: prompt,

@@ -25,10 +25,10 @@ enum Cmd {
     Run {
         suite: PathBuf,
         /// Board name (boards/NAME.toml); repeat for several.
-        #[arg(long = "board", default_value = "sim-rk3588")]
+        #[arg(long = "board", default_value = "sim-rk3588", value_name = "NAME")]
         boards: Vec<String>,
         /// Report directory (default: reports/<run-id>/).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Queue for a board another run holds instead of failing at once (the lease
         /// directory is $HIL_LEASE_DIR, default /var/tmp/hil-leases).
@@ -40,6 +40,10 @@ enum Cmd {
         /// service when every check passes.
         #[arg(long)]
         health: bool,
+        /// Run only this check of the suite (with the boot it needs); repeat for several.
+        /// The report says that a subset was run and which.
+        #[arg(long = "check", value_name = "NAME")]
+        checks: Vec<String>,
     },
     /// List the lab's boards: holder, queue and service, across lab hosts; `check`
     /// validates the board files; `disable` / `enable` take a board out of service and back.
@@ -93,6 +97,14 @@ enum Cmd {
     Checklist(crate::checklist::ChecklistArgs),
     /// Measure the console engine and the orchestrator against their limits and peers.
     Bench(Box<crate::bench::BenchArgs>),
+    /// Print a shell completion script for hil (e.g. `hil completions bash >
+    /// /etc/bash_completion.d/hil`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print hil's manual page (roff) to stdout: `hil man | man -l -`.
+    Man,
     /// The writer side of `hil bench` (run by it in a child process).
     #[command(hide = true)]
     BenchFeed(crate::bench::feeder::FeedArgs),
@@ -184,13 +196,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             wait,
             queue,
             health,
+            checks,
         } => {
             let mut policy = crate::engine::Policy {
                 health,
                 ..crate::engine::Policy::run(wait)
             };
             queue.apply(&mut policy)?;
-            run(suite, boards, out, policy).await
+            run(suite, boards, out, policy, &checks).await
         }
         Cmd::Boards { action } => crate::boards_cmd::cli(action),
         Cmd::Lab { action } => match action {
@@ -221,6 +234,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Serve(args) => crate::serve::cli(args).await,
         Cmd::Checklist(args) => crate::checklist::cli(args).await,
         Cmd::Bench(args) => bench(*args).await,
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "hil", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Cmd::Man => {
+            let mut out = std::io::stdout().lock();
+            crate::cli::man_page(&mut out)?;
+            Ok(exit::OK)
+        }
         Cmd::BenchFeed(args) => {
             tokio::task::spawn_blocking(move || {
                 crate::bench::feeder::feed_main(args).map(|_| exit::OK)
@@ -231,6 +254,102 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             .await
             .map(|_| exit::OK),
     }
+}
+
+/// The manual page: clap_mangen's page for `hil` (name, synopsis, options, the list of
+/// subcommands), then one subsection per subcommand with its arguments, so that a single
+/// `man` page documents every command line hil accepts.
+pub fn man_page(w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(cmd.clone()).title("HIL").render(w)?;
+    writeln!(w, ".SH \"COMMANDS IN DETAIL\"")?;
+    man_subcommands(w, &cmd, "hil")
+}
+
+fn man_subcommands(
+    w: &mut dyn std::io::Write,
+    cmd: &clap::Command,
+    path: &str,
+) -> std::io::Result<()> {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let path = format!("{path} {}", sub.get_name());
+        writeln!(w, ".SS \"{}\"", roff_escape(&path))?;
+        let about = sub
+            .get_long_about()
+            .or_else(|| sub.get_about())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        if !about.is_empty() {
+            writeln!(w, "{}", roff_text(&about))?;
+        }
+        let mut usage = sub.clone().bin_name(path.clone());
+        let usage = usage.render_usage().to_string();
+        let usage = usage.trim_start_matches("Usage: ");
+        writeln!(w, ".PP\n\\fB{}\\fR", roff_escape(usage))?;
+        for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let name = match (arg.get_long(), arg.get_short()) {
+                (Some(l), Some(s)) => format!("-{s}, --{l}"),
+                (Some(l), None) => format!("--{l}"),
+                (None, Some(s)) => format!("-{s}"),
+                (None, None) => format!("<{}>", id.to_uppercase()),
+            };
+            let name = if (arg.get_long().is_some() || arg.get_short().is_some())
+                && arg.get_action().takes_values()
+            {
+                let value = arg
+                    .get_value_names()
+                    .and_then(|v| v.first())
+                    .map_or_else(|| id.to_uppercase(), |v| v.to_string());
+                format!("{name} <{value}>")
+            } else {
+                name
+            };
+            let values: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .filter(|v| !v.is_hide_set())
+                .map(|v| v.get_name().to_string())
+                .collect();
+            let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if !values.is_empty() && arg.get_action().takes_values() {
+                help = format!("{help} [{}]", values.join("|")).trim().to_string();
+            }
+            writeln!(
+                w,
+                ".TP\n\\fB{}\\fR\n{}",
+                roff_escape(&name),
+                roff_text(&help)
+            )?;
+        }
+        man_subcommands(w, sub, &path)?;
+    }
+    Ok(())
+}
+
+/// Escapes text for use inside a roff line: backslashes and hyphens (which roff would
+/// otherwise render as typographic hyphens, breaking copied options).
+fn roff_escape(s: &str) -> String {
+    s.replace('\\', "\\e").replace('-', "\\-")
+}
+
+/// Escaped text on lines of its own: a line starting with `.` or `'` would be read as a
+/// roff request, so it is protected with a zero-width `\&`.
+fn roff_text(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            let l = roff_escape(l.trim_end());
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn bench(args: crate::bench::BenchArgs) -> anyhow::Result<i32> {
@@ -257,8 +376,10 @@ async fn run(
     boards: Vec<String>,
     out: Option<PathBuf>,
     policy: crate::engine::Policy,
+    checks: &[String],
 ) -> anyhow::Result<i32> {
-    let suite = Suite::load(&suite)?;
+    let mut suite = Suite::load(&suite)?;
+    suite.select(checks)?;
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = boards.iter().find(|b| !seen.insert(b.as_str())) {
         return Err(UsageError(format!(
@@ -296,7 +417,7 @@ async fn run(
         boards: plans,
         out,
         run_id,
-        progress: std::io::stderr().is_terminal(),
+        progress: crate::progress::Mode::for_stderr(),
         leases: crate::lease::Leases::from_env(),
         policy,
         image_set: None,

@@ -31,6 +31,7 @@ pub mod nightly;
 pub mod outcome;
 pub mod pg_thread;
 pub mod power;
+pub mod progress;
 pub mod qmp;
 pub mod report;
 pub mod runner;

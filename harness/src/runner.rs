@@ -32,7 +32,8 @@ pub struct RunOptions {
     pub boards: Vec<BoardPlan>,
     pub out: PathBuf,
     pub run_id: String,
-    pub progress: bool,
+    /// How the run shows its progress on stderr.
+    pub progress: crate::progress::Mode,
     /// Where board leases live.
     pub leases: crate::lease::Leases,
     /// What the run puts on top of the engine's steps.
@@ -61,13 +62,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunReport> {
         complete: false,
         duration_s: 0.0,
         exit_code: None,
+        checks_selected: opts.suite.selected.clone(),
         boards: Vec::new(),
     };
     for b in &opts.boards {
         report.board_mut(&b.board.name);
     }
     writer.write(&report)?;
-    eprintln!("hil: run {} → {}", opts.run_id, opts.out.display());
+    let names: Vec<String> = opts.boards.iter().map(|b| b.board.name.clone()).collect();
+    let mut progress = crate::progress::Progress::new(opts.progress, &names);
+    progress.note(&format!(
+        "hil: run {} → {}",
+        opts.run_id,
+        opts.out.display()
+    ));
+    let mut ticks = progress.tick_every().map(tokio::time::interval);
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -113,23 +122,31 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunReport> {
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(Event::Props(board, props)) => report.board_mut(&board).properties.extend(props),
+                Some(Event::Started(board, step, timeout)) => {
+                    progress.started(&board, &step, timeout);
+                    continue;
+                }
+                Some(Event::Done(board, step, outcome, secs)) => {
+                    progress.ended(&board, &step, outcome, secs, "", false);
+                    continue;
+                }
                 Some(Event::Case(board, case)) => {
-                    eprintln!("hil: {board}: {} {} ({:.1} s){}", crate::report::summary::mark(case.outcome), case.name, case.duration_s,
-                        if case.outcome == Outcome::Pass { String::new() } else { format!(": {}", case.outcome.label()) });
-                    if case.outcome != Outcome::Pass && !case.message.is_empty() {
-                        eprintln!("      {}", case.message.chars().take(400).collect::<String>());
-                    }
+                    progress.ended(&board, &case.name, case.outcome, case.duration_s, &case.message, true);
                     report.board_mut(&board).cases.push(case);
                 }
                 None => break,
             },
+            _ = async { match ticks.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
+                progress.tick();
+                continue;
+            }
             _ = interrupt_signal(), if !interrupted => {
                 interrupted = true;
-                eprintln!("hil: interrupted; restoring devices, powering boards off, writing the partial report (again to force)");
+                progress.note("hil: interrupted; restoring devices, powering boards off, writing the partial report (again to force)");
                 stop_tx.send_replace(true);
             }
             _ = interrupt_signal(), if interrupted => {
-                eprintln!("hil: interrupted again; stopping now");
+                progress.note("hil: interrupted again; stopping now");
                 tasks.abort_all();
             }
         }
@@ -139,6 +156,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunReport> {
         }
     }
     while tasks.join_next().await.is_some() {}
+    progress.finish();
     let code = if interrupted {
         exit::INTERRUPTED
     } else {

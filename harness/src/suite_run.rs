@@ -68,7 +68,7 @@ pub async fn run_suite(
         boards: plans,
         out: out.to_path_buf(),
         run_id: id,
-        progress: false,
+        progress: crate::progress::Mode::Quiet,
         leases: crate::lease::Leases::from_env(),
         policy: Policy::batch(),
         image_set,

@@ -17,6 +17,9 @@ struct Params {
     expect: Option<String>,
     #[serde(default)]
     exit_status: i32,
+    /// What the command finds out, in the board's terms (`kernel options for VFIO set`):
+    /// the verdict says this instead of quoting the command.
+    description: Option<String>,
 }
 
 #[derive(Debug)]
@@ -24,6 +27,7 @@ pub struct ShellCheck {
     pub command: String,
     pub expect: Option<Regex>,
     pub exit_status: i32,
+    pub description: Option<String>,
 }
 
 impl Check for ShellCheck {
@@ -52,6 +56,7 @@ impl Check for ShellCheck {
             command: p.command,
             expect,
             exit_status: p.exit_status,
+            description: p.description.filter(|d| !d.trim().is_empty()),
         })
     }
 
@@ -70,6 +75,19 @@ impl Check for ShellCheck {
 }
 
 impl ShellCheck {
+    /// How a verdict names the command: the suite's `description`, else the command's
+    /// first line cut at a word boundary (a long one-liner says little past its start,
+    /// and the whole command is in the testcase's transcript).
+    pub fn what(&self) -> String {
+        match &self.description {
+            Some(d) => d.trim().to_string(),
+            None => {
+                let first = self.command.trim().lines().next().unwrap_or("");
+                format!("`{}`", super::preflight::shorten(first, 60))
+            }
+        }
+    }
+
     fn judge(&self, output: &str, status: i32) -> CheckOutput {
         let mut figures = serde_json::Map::new();
         figures.insert("exit_status".into(), status.into());
@@ -92,15 +110,15 @@ impl ShellCheck {
         if problems.is_empty() {
             CheckOutput {
                 outcome: Some(Outcome::Pass),
-                message: format!("`{}`: {excerpt}", self.command),
+                message: format!("{}: {excerpt}", self.what()),
                 figures,
             }
         } else {
             CheckOutput {
                 outcome: Some(Outcome::Fail),
                 message: format!(
-                    "`{}`: {}; output: {excerpt:?}",
-                    self.command,
+                    "{}: {}; output: {excerpt:?}",
+                    self.what(),
                     problems.join("; ")
                 ),
                 figures,
@@ -121,6 +139,22 @@ mod tests {
         }
         t.insert("exit_status".into(), (exit as i64).into());
         ShellCheck::from_params(Path::new("s.toml"), "check[0]", t).unwrap()
+    }
+
+    #[test]
+    fn a_verdict_says_what_the_command_finds_not_its_text() {
+        let mut c = check(Some("^all-set$"), 0);
+        c.command = "if [ -r /proc/config.gz ]; then zcat /proc/config.gz; else cat /boot/config-$(uname -r); fi >/tmp/kconfig; m=0".into();
+        assert_eq!(
+            c.judge("all-set\n", 0).message,
+            "`if [ -r /proc/config.gz ]; then zcat /proc/config.gz; else…`: all-set"
+        );
+        c.description = Some("VFIO kernel options set".into());
+        assert_eq!(
+            c.judge("from /proc/config.gz: CONFIG_KVM=y\nall-set\n", 0)
+                .message,
+            "VFIO kernel options set: from /proc/config.gz: CONFIG_KVM=y\nall-set"
+        );
     }
 
     #[test]

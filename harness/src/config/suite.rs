@@ -73,6 +73,9 @@ pub struct Suite {
     pub description: String,
     pub deadline: Option<std::time::Duration>,
     pub checks: Vec<crate::checks::CheckSpec>,
+    /// The names given with `hil run --check`, in suite order, when only those checks
+    /// run; `None` for the whole suite.
+    pub selected: Option<Vec<String>>,
 }
 
 impl Suite {
@@ -111,10 +114,45 @@ impl Suite {
                 description: file.description,
                 deadline: file.deadline_s.map(std::time::Duration::from_secs),
                 checks,
+                selected: None,
             })
         } else {
             Err(ConfigErrors(errs))
         }
+    }
+}
+
+impl Suite {
+    /// Keeps only the named checks, in the suite's order (which is the order the board
+    /// goes through its states). The boot the engine does before the first check follows
+    /// from the checks that remain. A name the suite does not have is a usage error that
+    /// names the suite file and lists its checks, so a typo never runs an empty job.
+    pub fn select(&mut self, names: &[String]) -> Result<(), crate::error::UsageError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| !self.checks.iter().any(|c| &c.name == *n))
+            .map(|n| n.as_str())
+            .collect();
+        if !unknown.is_empty() {
+            let have: Vec<&str> = self.checks.iter().map(|c| c.name.as_str()).collect();
+            let what = if unknown.len() == 1 {
+                "no such check"
+            } else {
+                "no such checks"
+            };
+            return Err(crate::error::UsageError(format!(
+                "--check {}: {} has {what}; its checks are: {}",
+                unknown.join(", "),
+                self.path.display(),
+                have.join(", ")
+            )));
+        }
+        self.checks.retain(|c| names.contains(&c.name));
+        self.selected = Some(self.checks.iter().map(|c| c.name.clone()).collect());
+        Ok(())
     }
 }
 

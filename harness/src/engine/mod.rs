@@ -46,10 +46,17 @@ pub struct BoardPlan {
     pub board: Board,
 }
 
-/// What a board's engine tells the dispatcher.
+/// What a board's engine tells the dispatcher. Every step sends `Started`, and ends
+/// either as a `Case` of the report or, for a setup step that passed without one (lease,
+/// prepare, teardown), as `Done`: the dispatcher's progress display is built from these
+/// alone.
 pub enum Event {
     Props(String, BTreeMap<String, String>),
     Case(String, CaseReport),
+    /// Board, step name, the step's time-out where it has one.
+    Started(String, String, Option<Duration>),
+    /// Board, step name, outcome, seconds.
+    Done(String, String, Outcome, f64),
 }
 
 /// What the run shares with every board's engine.
@@ -135,6 +142,23 @@ impl BoardRun {
         let _ = self.cx.events.send(Event::Case(self.name().to_string(), c));
     }
 
+    fn started(&self, step: &str, timeout: Option<Duration>) {
+        let _ = self.cx.events.send(Event::Started(
+            self.name().to_string(),
+            step.to_string(),
+            timeout,
+        ));
+    }
+
+    fn done(&self, step: &str, t: Instant) {
+        let _ = self.cx.events.send(Event::Done(
+            self.name().to_string(),
+            step.to_string(),
+            Outcome::Pass,
+            t.elapsed().as_secs_f64(),
+        ));
+    }
+
     fn send_props(&self, props: BTreeMap<String, String>) {
         let _ = self
             .cx
@@ -199,6 +223,7 @@ impl BoardRun {
     /// before. Queues behind the holder when the policy says so.
     pub async fn lease(&mut self) -> Result<(), Halt> {
         let t = Instant::now();
+        self.started("lease", self.cx.policy.queue_timeout);
         let mut stop = self.stop.clone();
         let r = tokio::select! {
             r = take_lease(&self.plan.board, &self.cx) => r,
@@ -215,6 +240,7 @@ impl BoardRun {
                     self.props.insert("lease_taken_over_from".into(), n);
                 }
                 self.lease = Some(held);
+                self.done("lease", t);
                 Ok(())
             }
             Err(msg) => {
@@ -235,6 +261,7 @@ impl BoardRun {
     /// Sim images, placeholders, the pinned host key: the board session.
     pub async fn prepare(&mut self) -> Result<(), Halt> {
         let t = Instant::now();
+        self.started("prepare", None);
         let mut props = std::mem::take(&mut self.props);
         let r = guarded(prepare_session(
             &self.plan,
@@ -248,6 +275,7 @@ impl BoardRun {
         match r {
             Ok(s) => {
                 self.session = Some(s);
+                self.done("prepare", t);
                 Ok(())
             }
             Err(e) => {
@@ -271,6 +299,7 @@ impl BoardRun {
         };
         let t = Instant::now();
         let at = self.at();
+        self.started("flash", Some(Duration::from_secs(fcfg.timeout_s())));
         if let Err(e) = self.fence().await {
             self.emit(case("flash", "flash", e.outcome(), e.to_string(), at, 0.0));
             return Err(self.halt_for(&e));
@@ -369,6 +398,7 @@ impl BoardRun {
             let started_s = self.at();
             // Taken before the boot: the limit depends on where the board starts from.
             let limit = self.session.as_ref().map(|s| s.limit_to(target));
+            self.started(&boot_step_name(staged, target), limit);
             let r = match self.fence().await {
                 Err(e) => Err(e),
                 Ok(()) => {
@@ -591,6 +621,7 @@ impl BoardRun {
             0.0,
         );
         c.timeout_s = Some(spec.timeout.as_secs_f64());
+        self.started(&spec.name, Some(spec.timeout));
         let fenced = self.fence().await;
         let result = match (fenced, self.session.as_mut()) {
             (Err(e), _) => Err(e),
@@ -668,6 +699,7 @@ impl BoardRun {
         let limit = shell
             .saturating_mul(s.bindings.len() as u32 + 2)
             .saturating_add(power);
+        self.started("teardown", Some(limit));
         let mut problems = Vec::new();
         match tokio::time::timeout(limit, guarded(s.teardown())).await {
             Err(_) => problems.push(format!(
@@ -695,6 +727,8 @@ impl BoardRun {
                 at,
                 t.elapsed().as_secs_f64(),
             ));
+        } else {
+            self.done("teardown", t);
         }
         // Each gap is also marked in the console log and fails no case by itself; the
         // count and the time without transport tell a reader of the report that some of
@@ -773,6 +807,15 @@ impl BoardRun {
         tokio::task::spawn_blocking(move || prompt(&c))
             .await
             .unwrap_or(false)
+    }
+}
+
+/// The name a boot stage is shown under while it runs: the case it will end as.
+fn boot_step_name(staged: bool, target: State) -> String {
+    match (staged, target) {
+        (false, _) => "boot".into(),
+        (true, State::Bootloader) => "bootloader reached".into(),
+        (true, _) => "kernel boots".into(),
     }
 }
 

@@ -25,6 +25,10 @@ pub struct RunReport {
     pub complete: bool,
     pub duration_s: f64,
     pub exit_code: Option<i32>,
+    /// Set when only some of the suite's checks were run (`hil run --check`): their
+    /// names. Absent for a run of the whole suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks_selected: Option<Vec<String>>,
     pub boards: Vec<BoardReport>,
 }
 

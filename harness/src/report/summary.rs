@@ -28,6 +28,14 @@ pub fn render(r: &RunReport) -> String {
         r.duration_s,
         r.exit_code.map_or("-".into(), |c| c.to_string())
     );
+    if let Some(names) = &r.checks_selected {
+        let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        let _ = writeln!(
+            s,
+            "Subset of the suite: only {} (`--check`).\n",
+            names.join(", ")
+        );
+    }
     for b in &r.boards {
         let _ = writeln!(s, "## {}\n", b.name);
         for (k, v) in &b.properties {

@@ -19,6 +19,7 @@ mod pg_faults;
 mod rcar;
 mod remote;
 mod remote_lab;
+mod run_fake_board;
 mod serve;
 mod sim;
 mod verbs;

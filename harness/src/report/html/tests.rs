@@ -50,6 +50,7 @@ fn report(complete: bool) -> RunReport {
         complete,
         duration_s: 12.0,
         exit_code: complete.then_some(1),
+        checks_selected: None,
         boards: vec![
             BoardReport {
                 name: "b1".into(),
