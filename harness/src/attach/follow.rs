@@ -100,7 +100,7 @@ pub async fn follow(board: &str, p: &Published, timestamps: bool) -> anyhow::Res
     loop {
         // Frames already in hand first: the header may have come with the backlog.
         while let Some(f) = dec
-            .next()
+            .next_frame()
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.socket.display()))?
         {
             match f {

@@ -45,6 +45,10 @@ pub fn socket_path(dir: &Path, board: &str, pid: u32) -> PathBuf {
     dir.join(format!("{board}.{pid}.follow"))
 }
 
+/// A follower's end of its queue: encoded frames, and the count of their bytes not yet
+/// written to its socket.
+type Subscription = (mpsc::UnboundedReceiver<Arc<[u8]>>, Arc<AtomicUsize>);
+
 /// One follower's queue, as the fan-out sees it.
 struct Queue {
     tx: mpsc::UnboundedSender<Arc<[u8]>>,
@@ -166,7 +170,7 @@ impl Fanout {
 
     /// A new follower: its queue starts with the header and the backlog, in order with
     /// everything published after, since both are queued under the same lock.
-    fn add(&self) -> Option<(mpsc::UnboundedReceiver<Arc<[u8]>>, Arc<AtomicUsize>)> {
+    fn add(&self) -> Option<Subscription> {
         let mut g = self.lock();
         if g.ended {
             return None;
@@ -431,7 +435,7 @@ async fn serve(
                 Ok(n) => {
                     dec.push(&buf[..n]);
                     loop {
-                        match dec.next() {
+                        match dec.next_frame() {
                             Ok(Some(Frame::Input(data))) => {
                                 if let Err(why) = fanout.typed(data, &who) {
                                     let reply = Frame::Reply(why.to_string()).encode();

@@ -139,7 +139,7 @@ impl Decoder {
 
     /// The next whole frame, `None` until one has arrived; an error for a stream that is
     /// not this protocol (the connection is then useless).
-    pub fn next(&mut self) -> Result<Option<Frame>, String> {
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, String> {
         let b = &self.buf[self.start..];
         if b.len() < FRAME_HEAD {
             return Ok(None);
@@ -239,7 +239,7 @@ mod tests {
             let mut got = Vec::new();
             for piece in wire.chunks(step) {
                 d.push(piece);
-                while let Some(f) = d.next().unwrap() {
+                while let Some(f) = d.next_frame().unwrap() {
                     got.push(f);
                 }
             }
@@ -254,12 +254,15 @@ mod tests {
         bad.extend_from_slice(&0u64.to_be_bytes());
         bad.extend_from_slice(&u32::MAX.to_be_bytes());
         d.push(&bad);
-        assert!(d.next().unwrap_err().contains("over the limit"));
+        assert!(d.next_frame().unwrap_err().contains("over the limit"));
         let mut d = Decoder::default();
         let mut unknown = vec![b'Z'];
         unknown.extend_from_slice(&[0; 12]);
         d.push(&unknown);
-        assert!(d.next().unwrap_err().contains("unknown frame kind 0x5a"));
+        assert!(d
+            .next_frame()
+            .unwrap_err()
+            .contains("unknown frame kind 0x5a"));
         let mut d = Decoder::default();
         d.push(
             &Frame::Data {
@@ -268,6 +271,6 @@ mod tests {
             }
             .encode()[..10],
         );
-        assert_eq!(d.next().unwrap(), None);
+        assert_eq!(d.next_frame().unwrap(), None);
     }
 }

@@ -34,7 +34,7 @@ fn read_frames(s: &mut StdStream, mut until: impl FnMut(&Frame) -> bool) -> (Hea
     d.push(&raw[nl + 1..]);
     let mut frames = Vec::new();
     loop {
-        while let Some(f) = d.next().unwrap() {
+        while let Some(f) = d.next_frame().unwrap() {
             let stop = until(&f);
             frames.push(f);
             if stop {
@@ -87,7 +87,7 @@ fn a_follower_that_never_reads_skips_and_is_told_how_much() {
     let mut d = Decoder::default();
     d.push(&got[nl + 1..]);
     let mut frames = Vec::new();
-    while let Some(fr) = d.next().unwrap() {
+    while let Some(fr) = d.next_frame().unwrap() {
         frames.push(fr);
     }
     let delivered: usize = data_of(&frames).len();
@@ -137,7 +137,7 @@ fn a_new_follower_gets_the_header_then_the_last_few_kib_then_live_output() {
     let mut d = Decoder::default();
     d.push(&got[nl + 1..]);
     let mut frames = Vec::new();
-    while let Some(fr) = d.next().unwrap() {
+    while let Some(fr) = d.next_frame().unwrap() {
         frames.push(fr);
     }
     let text = String::from_utf8(data_of(&frames)).unwrap();
