@@ -249,6 +249,7 @@ impl Publisher {
     /// in the way (a live socket, a symlink, a file) is an error, never followed or removed.
     pub fn start(dir: &Path, board: &str, header: proto::Header) -> std::io::Result<Publisher> {
         let path = socket_path(dir, board, std::process::id());
+        sweep(dir, board);
         let listener = bind(&path)?;
         // The socket is made with the umask's mode; every user of the lab may follow.
         // Nobody else can have swapped it for a link since: in a sticky directory only
@@ -336,6 +337,43 @@ async fn futures_join(conns: Vec<tokio::task::JoinHandle<()>>) {
     let mut guard = AbortOnDrop(conns);
     for c in guard.0.iter_mut() {
         let _ = c.await;
+    }
+}
+
+/// Removes this user's sockets of `board` that nothing listens on any more (runs killed
+/// before they could remove theirs), so they do not pile up in the shared directory.
+/// Another user's are theirs to remove (the sticky bit would refuse it anyway).
+fn sweep(dir: &Path, board: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let prefix = format!("{board}.");
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.strip_suffix(".follow"))
+        else {
+            continue;
+        };
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let path = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.file_type().is_socket() || meta.uid() != me {
+            continue;
+        }
+        if let Err(err) = std::os::unix::net::UnixStream::connect(&path) {
+            if err.kind() == std::io::ErrorKind::ConnectionRefused {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 }
 

@@ -300,7 +300,19 @@ async fn a_dead_socket_is_replaced_and_a_symlink_or_live_socket_is_not() {
     // A killed run's socket: the file is there, nobody listens.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
+    // Those of killed runs with other pids go too; a live one, another board's and a
+    // file that is not a socket stay.
+    let dead = socket_path(dir.path(), "b1", 1);
+    drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+    let live_path = socket_path(dir.path(), "b1", 2);
+    let _live = std::os::unix::net::UnixListener::bind(&live_path).unwrap();
+    let other = socket_path(dir.path(), "b10", 3);
+    drop(std::os::unix::net::UnixListener::bind(&other).unwrap());
+    let plain = socket_path(dir.path(), "b1", 4);
+    std::fs::write(&plain, "").unwrap();
     let p = Publisher::start(dir.path(), "b1", header(false)).unwrap();
+    assert!(!dead.exists());
+    assert!(live_path.exists() && other.exists() && plain.exists());
     // A second publisher of the same name while the first lives is refused.
     let e = Publisher::start(dir.path(), "b1", header(false))
         .err()
