@@ -132,6 +132,12 @@ pub async fn follow(board: &str, p: &Published, timestamps: bool) -> anyhow::Res
             n = rd.read(&mut buf) => match n {
                 Ok(n @ 1..) => dec.push(&buf[..n]),
                 Ok(0) | Err(_) => {
+                    // Still published by the same run: it dropped this follower (stuck
+                    // for too long), it did not end.
+                    if published(board).is_some_and(|now| now.socket == p.socket) {
+                        eprintln!("\r\nhil: run {run} dropped this follower (its output went unread for too long); the run goes on\r");
+                        return Ok(Some(exit::INFRASTRUCTURE));
+                    }
                     eprintln!("\r\nhil: run {run} ended (its console went away without a word: the run may have been killed)\r");
                     return Ok(Some(exit::OK));
                 }
