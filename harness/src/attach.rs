@@ -4,7 +4,10 @@
 //! A sim board that is `up` is attached to (and resumed if paused); otherwise a sim board
 //! (or a fake one) is powered on here and off again on exit; a real board's serial device
 //! is opened. With `--to STATE` the board is first walked to that state ([`walk`]).
+//! While a run on this host holds the board, its published console is followed instead
+//! ([`follow`]).
 
+pub mod follow;
 pub mod walk;
 
 use crate::config::Board;
@@ -20,9 +23,16 @@ const QUIT: u8 = 0x1d; // Ctrl-]
 pub async fn console(
     (path, board): &(PathBuf, Board),
     to: Option<walk::To>,
+    timestamps: bool,
 ) -> anyhow::Result<i32> {
     if let Some(to) = to {
         walk::check(path, board, to)?;
+    } else if let Some(p) = follow::published(&board.name) {
+        // A run drives the board: watched, never taken over. `--to` would change the
+        // board, so it is refused below as for any busy board.
+        if let Some(code) = follow::follow(&board.name, &p, timestamps).await? {
+            return Ok(code);
+        }
     }
     let mut power: Option<Power> = None;
     // A board that this user's `hil lab up` runs is already leased to them; any other board

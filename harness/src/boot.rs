@@ -62,6 +62,9 @@ pub struct BoardSession {
     past_console_gaps: u64,
     /// How long those consoles were without transport.
     past_console_gap_time: std::time::Duration,
+    /// Where every console of the board opened in this session is published to the run's
+    /// followers (`hil console BOARD` while the run holds the board).
+    followers: Option<std::sync::Arc<crate::console::follow::Fanout>>,
 }
 
 impl BoardSession {
@@ -84,7 +87,13 @@ impl BoardSession {
             guest: None,
             past_console_gaps: 0,
             past_console_gap_time: std::time::Duration::ZERO,
+            followers: None,
         }
+    }
+
+    /// Publishes the board's console, from its next power-on, to the run's followers.
+    pub fn publish_console(&mut self, to: std::sync::Arc<crate::console::follow::Fanout>) {
+        self.followers = Some(to);
     }
 
     /// How many times the board's console transport went away and was reopened during
@@ -198,6 +207,9 @@ impl BoardSession {
         };
         let device = armed.unwrap_or_else(|| b.console.device.clone());
         let console = opened.map_err(|e| StepError::Infra(format!("console {device}: {e}")))?;
+        if let Some(f) = &self.followers {
+            console.publish_to(f.clone());
+        }
         let mut exp = Expecter::new(console.subscribe(), vec![]);
         console.mark(format!("power on (console {device})"));
         self.console = Some(console.clone());

@@ -44,6 +44,11 @@ enum Cmd {
         /// The report says that a subset was run and which.
         #[arg(long = "check", value_name = "NAME")]
         checks: Vec<String>,
+        /// Let followers of a board's console (`hil console BOARD` on this host while the
+        /// run holds the board) type at it; what they type is marked in console.log as
+        /// theirs. Without it they only watch.
+        #[arg(long)]
+        console_input: bool,
     },
     /// List the lab's boards: holder, queue and service, across lab hosts; `check`
     /// validates the board files; `disable` / `enable` take a board out of service and back.
@@ -56,13 +61,19 @@ enum Cmd {
         #[command(subcommand)]
         action: LabCmd,
     },
-    /// Live console of a board: shows its output, passes typed input (Ctrl-] quits).
+    /// Live console of a board: shows its output, passes typed input (Ctrl-] quits). While
+    /// a run on this host holds the board, follows the run's console instead (read-only
+    /// unless the run allowed input).
     Console {
         board: String,
         /// Walk the board there first (under its lease), then hand the console over;
         /// Ctrl-] then powers it off. `guest` needs the board file's [guest] table.
         #[arg(long, value_enum, value_name = "STATE")]
         to: Option<crate::attach::walk::To>,
+        /// When following a run's console (the board is held by a `hil run` on this
+        /// host): each line with its time as the run's console.log stamps it.
+        #[arg(long)]
+        timestamps: bool,
     },
     /// Switch a board's power outside a run, under its lease (refused while someone else
     /// holds it); `status` takes no lease and shows the holder. For pdudaemon "on" means
@@ -197,9 +208,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             queue,
             health,
             checks,
+            console_input,
         } => {
             let mut policy = crate::engine::Policy {
                 health,
+                follower_input: console_input,
                 ..crate::engine::Policy::run(wait)
             };
             queue.apply(&mut policy)?;
@@ -213,7 +226,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .await
                 .map(|_| exit::OK),
         },
-        Cmd::Console { board, to } => crate::attach::console(&load_board(&board)?, to).await,
+        Cmd::Console {
+            board,
+            to,
+            timestamps,
+        } => crate::attach::console(&load_board(&board)?, to, timestamps).await,
         Cmd::Power { board, action } => {
             crate::verbs::power::cli(&load_board(&board)?, action).await
         }

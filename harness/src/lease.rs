@@ -225,6 +225,16 @@ impl Leases {
         Leases::Files(FileLeases { dir: dir.into() })
     }
 
+    /// This host's lease directory: the coordinator's own, or (with a lease database,
+    /// which keeps no files) `HIL_LEASE_DIR` / [`DEFAULT_DIR`]. Published consoles live
+    /// there: a follower is on the same host as the run it follows.
+    pub fn host_dir(&self) -> FileLeases {
+        match self {
+            Leases::Files(f) => f.clone(),
+            Leases::Pg(_) => FileLeases::from_env(),
+        }
+    }
+
     /// An error of this coordinator (the directory's, or the database's).
     fn fault(&self, e: impl std::fmt::Display) -> LeaseError {
         match self {

@@ -13,6 +13,7 @@ pub struct ConsoleLog {
     file: File,
     start: Instant,
     at_line_start: bool,
+    header: String,
     /// Reused for building each write, so logging does not allocate per chunk.
     scratch: Vec<u8>,
 }
@@ -29,12 +30,11 @@ impl ConsoleLog {
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        writeln!(
-            file,
-            "# hil console log: {title}; t=0 is {now}; [+seconds] per line"
-        )?;
+        let header = format!("# hil console log: {title}; t=0 is {now}; [+seconds] per line");
+        writeln!(file, "{header}")?;
         Ok(ConsoleLog {
             file,
+            header,
             start: Instant::now(),
             at_line_start: true,
             scratch: Vec::new(),
@@ -43,34 +43,75 @@ impl ConsoleLog {
 
     /// Appends `data` (any bytes; not required to be UTF-8).
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        let t = self.elapsed();
+        self.write_at(data, t)
+    }
+
+    /// Time since the log's t=0: the stamp a chunk arriving now gets.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.start.elapsed()
+    }
+
+    /// The header line the log started with, without its newline.
+    pub fn header(&self) -> &str {
+        &self.header
+    }
+
+    /// Appends `data` that arrived at `t` (from [`Self::elapsed`]): the broker takes the
+    /// time once and gives the same stamp to the log and to the run's followers.
+    pub fn write_at(&mut self, data: &[u8], t: std::time::Duration) -> io::Result<()> {
         self.scratch.clear();
-        // One chunk arrived at one instant: its stamp is formatted once, not per line, and
-        // lines are found with memchr (SIMD) and copied whole. A float format per line, then
-        // a per-byte split, were in turn most of the logging cost on a fast console.
-        let mut stamp = [0u8; 32];
-        let mut stamp_len = 0;
-        let mut from = 0;
-        while from < data.len() {
-            let end = memchr::memchr(b'\n', &data[from..]).map_or(data.len(), |i| from + i + 1);
-            if self.at_line_start {
-                if stamp_len == 0 {
-                    stamp_len = format_stamp(self.start.elapsed(), &mut stamp);
-                }
-                self.scratch.extend_from_slice(&stamp[..stamp_len]);
-            }
-            self.scratch.extend_from_slice(&data[from..end]);
-            self.at_line_start = data[end - 1] == b'\n';
-            from = end;
-        }
+        stamp_lines(&mut self.at_line_start, t, data, &mut self.scratch);
         self.file.write_all(&self.scratch)
     }
 
     /// A marker line of hil's own (gap, power events), distinguishable from board output.
     pub fn mark(&mut self, what: &str) -> io::Result<()> {
-        let prefix = if self.at_line_start { "" } else { "\n" };
-        let t = self.start.elapsed().as_secs_f64();
-        self.at_line_start = true;
-        writeln!(self.file, "{prefix}[+{t:>11.6}] ### hil: {what}")
+        let t = self.elapsed();
+        self.mark_at(what, t)
+    }
+
+    /// A marker line stamped `t` (from [`Self::elapsed`]).
+    pub fn mark_at(&mut self, what: &str, t: std::time::Duration) -> io::Result<()> {
+        let line = mark_line(&mut self.at_line_start, t, what);
+        self.file.write_all(line.as_bytes())
+    }
+}
+
+/// hil's marker line as the log has it (on a line of its own, so a newline first when the
+/// board's line is unfinished); the follower's `--timestamps` prints the same.
+pub fn mark_line(at_line_start: &mut bool, t: std::time::Duration, what: &str) -> String {
+    let prefix = if *at_line_start { "" } else { "\n" };
+    *at_line_start = true;
+    format!("{prefix}[+{:>11.6}] ### hil: {what}\n", t.as_secs_f64())
+}
+
+/// Appends `data`, which arrived at `t`, to `out` with the stamp `[+SSSS.uuuuuu] ` before
+/// each line it starts; `at_line_start` carries over between chunks. The log and the
+/// follower's `--timestamps` share it, so both show a line with the same stamp.
+pub fn stamp_lines(
+    at_line_start: &mut bool,
+    t: std::time::Duration,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) {
+    // One chunk arrived at one instant: its stamp is formatted once, not per line, and
+    // lines are found with memchr (SIMD) and copied whole. A float format per line, then
+    // a per-byte split, were in turn most of the logging cost on a fast console.
+    let mut stamp = [0u8; 32];
+    let mut stamp_len = 0;
+    let mut from = 0;
+    while from < data.len() {
+        let end = memchr::memchr(b'\n', &data[from..]).map_or(data.len(), |i| from + i + 1);
+        if *at_line_start {
+            if stamp_len == 0 {
+                stamp_len = format_stamp(t, &mut stamp);
+            }
+            out.extend_from_slice(&stamp[..stamp_len]);
+        }
+        out.extend_from_slice(&data[from..end]);
+        *at_line_start = data[end - 1] == b'\n';
+        from = end;
     }
 }
 

@@ -9,6 +9,7 @@
 //! number or port (`usb-serial:`, `usb-path:`) is looked up in sysfs again (see [`usb`]). Subscribers see one uninterrupted stream;
 //! only when the path stays away past the board's limit does the console close.
 
+pub mod follow;
 pub mod log;
 pub mod reopen;
 pub mod ser2net;
@@ -22,7 +23,7 @@ use log::ConsoleLog;
 use reopen::{HeldInput, Reopen, Target};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use transport::Transport;
@@ -45,6 +46,8 @@ struct Shared {
     gaps: AtomicU64,
     /// How long the transport was away over all gaps, in milliseconds.
     gap_ms: AtomicU64,
+    /// The run's followers (see [`follow`]), once the console is published.
+    fanout: OnceLock<Arc<follow::Fanout>>,
 }
 
 impl Shared {
@@ -65,6 +68,12 @@ enum Input {
     Bytes(Vec<u8>),
     Mark(String),
     Break,
+    /// Typed by a follower of the run (allowed by the holder): marked in the log as the
+    /// follower's, then sent like the holder's own.
+    Follower {
+        data: Vec<u8>,
+        who: String,
+    },
 }
 
 impl Console {
@@ -191,6 +200,7 @@ impl Console {
             received: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             gap_ms: AtomicU64::new(0),
+            fanout: OnceLock::new(),
         });
         let (input, input_rx) = mpsc::unbounded_channel();
         tokio::spawn(broker(transport, reopen, log, shared.clone(), input_rx));
@@ -211,6 +221,13 @@ impl Console {
             subs.push(tx);
         }
         rx
+    }
+
+    /// Publishes this console to the run's followers from now on (see [`follow`]); their
+    /// input, where the holder allows it, comes to this console.
+    pub fn publish_to(&self, fanout: Arc<follow::Fanout>) {
+        fanout.set_input(self.input.downgrade());
+        let _ = self.shared.fanout.set(fanout);
     }
 
     /// Types `data` at the board. While the transport is away (waiting to reopen) the
@@ -289,7 +306,7 @@ async fn broker(
             ro.within.as_secs(),
             ro.target
         );
-        let _ = log.mark(&note);
+        mark(&mut log, &shared, &note);
         shared.publish(Event::Notice(note));
         match ro.wait(opened, &mut log, &mut input, &mut held).await {
             Ok((t, gap)) => {
@@ -305,7 +322,7 @@ async fn broker(
                     ro.target,
                     ro.target.back()
                 );
-                let _ = log.mark(&note);
+                mark(&mut log, &shared, &note);
                 shared.publish(Event::Notice(note));
             }
             Err(reopen::GaveUp::Released) => break "console released".to_string(),
@@ -323,22 +340,42 @@ async fn broker(
     // close, its bytes among those never sent.
     while let Ok(msg) = input.try_recv() {
         match msg {
-            Input::Mark(m) => {
-                let _ = log.mark(&m);
-            }
+            Input::Mark(m) => mark(&mut log, &shared, &m),
             Input::Bytes(data) => held.hold(&data),
+            Input::Follower { data, who } => {
+                mark(&mut log, &shared, &follower_input(&who, &data));
+                held.hold(&data);
+            }
             Input::Break => {
                 let _ = log.mark("break not sent: the console closed");
             }
         }
     }
     held.abandon(&mut log);
-    let _ = log.mark(&reason);
+    mark(&mut log, &shared, &reason);
     shared.closed.send_replace(Some(reason.clone()));
     let subs = std::mem::take(&mut *shared.subscribers.lock().unwrap_or_else(|p| p.into_inner()));
     for s in subs {
         let _ = s.send(Event::Closed(reason.clone()));
     }
+}
+
+/// A marker line into the log, and to the run's followers with the same stamp.
+fn mark(log: &mut ConsoleLog, shared: &Shared, what: &str) {
+    let t = log.elapsed();
+    let _ = log.mark_at(what, t);
+    if let Some(f) = shared.fanout.get() {
+        f.note(t, what);
+    }
+}
+
+/// The log's mark for input a follower typed: who, and the bytes as Rust escapes them
+/// (control characters visible, the line never broken).
+fn follower_input(who: &str, data: &[u8]) -> String {
+    format!(
+        "input from a follower of the run ({who}): \"{}\"",
+        data.escape_ascii()
+    )
 }
 
 /// Bytes published to subscribers between two yields of the broker: the burst an expect
@@ -368,11 +405,16 @@ async fn pump(
                 Ok(0) => return Stop::Lost("end of stream: the board powered off, its QEMU exited or the cable went away".into()),
                 Ok(n) => {
                     // Disk first: if anything below fails, the bytes are already logged.
-                    if let Err(e) = log.write(&buf[..n]) {
+                    let t = log.elapsed();
+                    if let Err(e) = log.write_at(&buf[..n], t) {
                         eprintln!("hil: warning: console log write failed: {e}");
                     }
                     shared.received.fetch_add(n as u64, Ordering::Relaxed);
                     shared.publish(Event::Data(Arc::from(&buf[..n])));
+                    // Queued for the run's followers without waiting for any of them.
+                    if let Some(f) = shared.fanout.get() {
+                        f.data(t, &buf[..n]);
+                    }
                     // Let the subscribers run before reading on once a stream has queued
                     // YIELD_EVERY for them: one that never leaves the fd empty would
                     // otherwise keep this task going for tokio's whole budget (128 reads,
@@ -398,7 +440,14 @@ async fn pump(
                         return Stop::Lost(format!("write failed: {e}"));
                     }
                 }
-                Some(Input::Mark(m)) => { let _ = log.mark(&m); }
+                Some(Input::Mark(m)) => mark(log, shared, &m),
+                Some(Input::Follower { data, who }) => {
+                    mark(log, shared, &follower_input(&who, &data));
+                    if let Err(e) = transport.write_all(&data).await {
+                        held.hold(&data);
+                        return Stop::Lost(format!("write failed: {e}"));
+                    }
+                }
                 Some(Input::Break) => match transport.send_break().await {
                     Ok(()) => { let _ = log.mark("break sent"); }
                     Err(e) if matches!(e.kind(), std::io::ErrorKind::Unsupported | std::io::ErrorKind::InvalidInput)

@@ -161,6 +161,10 @@ impl Reopen {
                 msg = input.recv() => match msg {
                     Some(Input::Bytes(data)) => held.hold(&data),
                     Some(Input::Mark(m)) => { let _ = log.mark(&m); }
+                    Some(Input::Follower { data, who }) => {
+                        let _ = log.mark(&super::follower_input(&who, &data));
+                        held.hold(&data);
+                    }
                     Some(Input::Break) => {
                         let _ = log.mark("break not sent: the console transport is away");
                     }

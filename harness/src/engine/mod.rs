@@ -93,6 +93,8 @@ pub struct BoardRun {
     run_dir: PathBuf,
     stop: watch::Receiver<bool>,
     lease: Option<Held>,
+    /// The board's console published to followers while the lease is held.
+    publisher: Option<crate::console::follow::Publisher>,
     session: Option<BoardSession>,
     props: BTreeMap<String, String>,
     /// Infrastructure retries left (boot and checks share the budget).
@@ -119,6 +121,7 @@ impl BoardRun {
             run_dir,
             stop,
             lease: None,
+            publisher: None,
             session: None,
             props,
             halt: None,
@@ -177,6 +180,12 @@ impl BoardRun {
             self.check(spec).await;
         }
         self.teardown().await;
+        // Followers are told before the board is given back: what they see next would be
+        // another run's.
+        if let Some(p) = self.publisher.take() {
+            p.finish(&format!("run {} ended", self.cx.owner.run_id))
+                .await;
+        }
         if let Some(lease) = self.lease.take() {
             if self.lease_lost().is_none() {
                 self.note_service().await;
@@ -239,6 +248,7 @@ impl BoardRun {
                 if let Some(n) = note {
                     self.props.insert("lease_taken_over_from".into(), n);
                 }
+                self.publisher = self.publish(&held);
                 self.lease = Some(held);
                 self.done("lease", t);
                 Ok(())
@@ -258,6 +268,32 @@ impl BoardRun {
         }
     }
 
+    /// Publishes the board's console for `hil console BOARD` on this host while the run
+    /// holds it. A run is not failed for it: without the socket nobody can follow, which
+    /// is said once.
+    fn publish(&self, held: &Held) -> Option<crate::console::follow::Publisher> {
+        let header = crate::console::follow::proto::Header {
+            run: self.cx.owner.run_id.clone(),
+            holder: held.record().owner.describe(),
+            input: self.cx.policy.follower_input,
+        };
+        let dir = self.cx.leases.host_dir();
+        let r = dir.checked_dir().map_err(|e| e.to_string()).and_then(|d| {
+            crate::console::follow::Publisher::start(d, self.name(), header)
+                .map_err(|e| e.to_string())
+        });
+        match r {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!(
+                    "hil: {}: warning: its console cannot be followed during this run: {e}",
+                    self.name()
+                );
+                None
+            }
+        }
+    }
+
     /// Sim images, placeholders, the pinned host key: the board session.
     pub async fn prepare(&mut self) -> Result<(), Halt> {
         let t = Instant::now();
@@ -273,7 +309,10 @@ impl BoardRun {
         self.send_props(props.clone());
         self.props = props;
         match r {
-            Ok(s) => {
+            Ok(mut s) => {
+                if let Some(p) = &self.publisher {
+                    s.publish_console(p.fanout());
+                }
                 self.session = Some(s);
                 self.done("prepare", t);
                 Ok(())

@@ -28,6 +28,9 @@ pub struct Policy {
     /// A health run: allowed on a board out of service, and puts it back in service when
     /// it passes (`hil checklist`, `hil run --health`).
     pub health: bool,
+    /// Followers of a board's console (`hil console BOARD` while this run holds it) may
+    /// type at the board (`hil run --console-input`); else they only watch.
+    pub follower_input: bool,
 }
 
 impl Policy {

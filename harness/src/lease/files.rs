@@ -139,6 +139,13 @@ impl FileLeases {
         Ok(())
     }
 
+    /// The directory, created or checked as for a lease: where a run publishes the
+    /// consoles of the boards it holds (`console::follow`), shared the same way.
+    pub fn checked_dir(&self) -> Result<&Path, LeaseError> {
+        self.ensure_dir()?;
+        Ok(&self.dir)
+    }
+
     pub(super) fn file(&self, board: &str) -> PathBuf {
         self.dir.join(format!("{board}.lease"))
     }

@@ -340,6 +340,16 @@ impl LiveConsole {
         (code, err)
     }
 
+    /// Waits for it to exit by itself: the exit code and stderr.
+    fn finish(mut self) -> (i32, String) {
+        let code = wait_exit(&mut self.g, Duration::from_secs(30));
+        let err = self
+            .stderr
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_default();
+        (code, err)
+    }
+
     fn console_log(&self) -> String {
         let p = self
             .dir
@@ -565,4 +575,119 @@ fn report_html_renders_in_chromium() {
         "a page, not a blank: {} bytes",
         meta.len()
     );
+}
+
+/// A suite whose one check waits (on the fake board's console) until `go` exists, then
+/// prints `follow-42-live`: computed, so the echo of the command line does not show it.
+/// Not anchored at the line's start: what a follower types while the check runs is echoed
+/// by the board into the check's output, as a real tty does.
+fn wait_for_go_suite(fake: &Fake, go: &Path) -> String {
+    let p = fake.out("follow-suite.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"follow\"\n[defaults]\ntimeout_s = 60\nvia = \"console\"\n\n[[check]]\nname = \"live\"\nkind = \"shell\"\ncommand = 'n=0; while [ ! -e {} ] && [ $n -lt 400 ]; do sleep 0.1; n=$((n+1)); done; echo follow-$((6*7))-live'\nexpect = \"follow-42-live$\"\n",
+            go.display()
+        ),
+    )
+    .unwrap();
+    p.display().to_string()
+}
+
+/// Starts `hil run` of [`wait_for_go_suite`] and waits until its check is running and the
+/// console is published: the run, its report dir and the `go` file to create.
+fn run_to_follow(fake: &Fake, extra: &[&str]) -> (crate::sim::Guard, PathBuf, PathBuf) {
+    let go = fake.out("go");
+    let suite = wait_for_go_suite(fake, &go);
+    let out = fake.out("followed");
+    let (run, _rx) = fake.spawn(&suite, &out, extra);
+    let socket = fake.leases().join(format!("{BOARD}.{}.follow", run.0.id()));
+    let log = out.join("boards/fake-board/console.log");
+    let end = Instant::now() + LIMIT;
+    while !(socket.exists()
+        && std::fs::read_to_string(&log).is_ok_and(|l| l.contains("while [ ! -e")))
+    {
+        assert!(
+            Instant::now() < end,
+            "the run published its console and started the check"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (run, out, go)
+}
+
+#[test]
+fn console_follows_a_run_read_only_with_its_stamps_and_ends_with_the_run() {
+    let fake = Fake::new(|t| t);
+    let (mut run, out, go) = run_to_follow(&fake, &[]);
+    let mut c = LiveConsole::spawn(&fake, &["--timestamps"]);
+    // The last few KiB come first: the check's command line, echoed before we attached.
+    c.wait_text("while [ ! -e");
+    c.type_in(b"echo typed-by-follower\r");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&go, "").unwrap();
+    let shown = c.wait_text("follow-42-live");
+    assert_eq!(wait_exit(&mut run, LIMIT), 0);
+    let (code, err) = c.finish();
+    assert_eq!(code, 0, "{err}");
+    let pid = run.0.id();
+    assert!(
+        err.contains("hil: following the console of run ")
+            && err.contains("(held by job ")
+            && err.contains(&format!("pid {pid}, run "))
+            && err.contains("); read-only; Ctrl-] quits"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hil: read-only: run ") && err.contains("nothing was sent"),
+        "{err}"
+    );
+    assert!(
+        err.contains(" ended\r\n") || err.trim_end().ends_with("ended"),
+        "{err}"
+    );
+    let results = crate::sim::read_json(&out.join("results.json"));
+    let run_id = results["run_id"].as_str().unwrap_or_default().to_string();
+    assert!(
+        err.contains(&format!("hil: run {run_id} ended")),
+        "{run_id}: {err}"
+    );
+    // Nothing typed reached the board; the live line has the stamp the run's log gave it.
+    let log = std::fs::read_to_string(out.join("boards/fake-board/console.log")).unwrap();
+    assert!(!log.contains("typed-by-follower"), "{log}");
+    let line = shown
+        .lines()
+        .find(|l| l.contains("] follow-42-live"))
+        .unwrap_or_else(|| panic!("a stamped live line in {shown:?}"));
+    assert!(line.starts_with("[+"), "{line:?}");
+    assert!(log.lines().any(|l| l == line), "{line:?} in\n{log}");
+    // The socket went with the run.
+    assert!(!fake.leases().join(format!("{BOARD}.{pid}.follow")).exists());
+}
+
+#[test]
+fn console_follower_may_type_when_the_run_allows_it_and_its_input_is_marked() {
+    let fake = Fake::new(|t| t);
+    let (mut run, out, go) = run_to_follow(&fake, &["--console-input"]);
+    let mut c = LiveConsole::spawn(&fake, &[]);
+    c.wait_text("while [ ! -e");
+    // No Enter: the board's shell only echoes it, so the run's next command is unchanged.
+    c.type_in(b"hello-from-follower");
+    c.wait_text("hello-from-follower");
+    std::fs::write(&go, "").unwrap();
+    c.wait_text("follow-42-live");
+    assert_eq!(wait_exit(&mut run, LIMIT), 0);
+    let (code, err) = c.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("; input allowed: "), "{err}");
+    assert!(!err.contains("read-only"), "{err}");
+    let log = std::fs::read_to_string(out.join("boards/fake-board/console.log")).unwrap();
+    let mark = at(&log, "### hil: input from a follower of the run (uid ");
+    assert!(log[mark..].contains(": \"hello-from-follower\""), "{log}");
+    // The board got it: its echo is in the log after the mark, as board output.
+    let echo = log[mark..]
+        .lines()
+        .skip(1)
+        .any(|l| !l.contains("### hil:") && l.contains("hello-from-follower"));
+    assert!(echo, "{log}");
 }

@@ -207,9 +207,27 @@ fn smoke_suite_passes_on_sim_rk3588() {
         &["run", "suites/smoke.toml", "--out", out.to_str().unwrap()],
         &[],
     );
+    // A follower attached while the run holds the board (before it boots) sees the
+    // checks' output live and cannot type into the run's console.
+    let socket = test_lease_dir().join(format!("sim-rk3588.{}.follow", g.0.id()));
+    let end = Instant::now() + BOOT_LIMIT;
+    while !socket.exists() {
+        assert!(Instant::now() < end, "{} published", socket.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut follower = Attached::spawn("sim-rk3588");
+    follower.wait_text("hil: board ready", BOOT_LIMIT);
+    follower.type_in(b"echo typed-by-a-follower\r");
+    // At a line's start: the output of the kvm check, not the echo of its command line.
+    follower.wait_text("\nkvm-present", BOOT_LIMIT);
     let code = wait_exit(&mut g, BOOT_LIMIT);
     let results = read_json(&out.join("results.json"));
     assert_eq!(code, 0, "smoke exit status; results: {results:#}");
+    assert_eq!(
+        wait_exit(&mut follower.g, Duration::from_secs(30)),
+        0,
+        "the follower ends with the run"
+    );
     assert_eq!(results["complete"], true);
     for name in ["boot", "arch", "kvm", "smmu-probed", "ssh-exit-status"] {
         assert_eq!(
@@ -238,6 +256,10 @@ fn smoke_suite_passes_on_sim_rk3588() {
     ] {
         assert!(log.contains(needle), "console.log has {needle:?}");
     }
+    assert!(
+        !log.contains("typed-by-a-follower"),
+        "a follower typed into the run"
+    );
     // A standard JUnit consumer reads it; each check's system-out is its transcript (the
     // console slice; for the SSH check its command and output).
     let cases = junit_consumer(&out.join("junit.xml"));
