@@ -9,6 +9,7 @@ mod ci_examples;
 mod common;
 mod config_errors;
 mod deadlines;
+mod docs;
 mod fake_board;
 mod faults;
 mod history;

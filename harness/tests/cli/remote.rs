@@ -104,8 +104,20 @@ fn log_lines(log: &str) -> Vec<&str> {
 /// For each line of [`log_lines`], whether the board finished it (it ends in `\r`;
 /// `str::lines` would strip that `\r` with the `\n`).
 fn whole_lines(log: &str) -> Vec<bool> {
+    let mut after_gap = false;
     log.split('\n')
-        .filter_map(|l| l.split_once("] ").map(|(_, t)| t.ends_with('\r')))
+        .filter_map(|l| l.split_once("] "))
+        .map(|(_, t)| {
+            // The first board line after a gap may begin anywhere: its start was sent
+            // while the transport was away ("128" of 5128).
+            let whole = t.ends_with('\r') && !after_gap;
+            if t.starts_with("### hil: console gap: ") {
+                after_gap = true;
+            } else if !t.starts_with("### hil: ") {
+                after_gap = false;
+            }
+            whole
+        })
         .collect()
 }
 
