@@ -97,3 +97,40 @@ pub fn run_chromium(chromium: &Path, profile: &Path, args: &[&str]) -> (String, 
     }
     (out.join().unwrap(), err.join().unwrap())
 }
+
+/// Polls `f` every 20 ms until it holds; when it did. Fails the test after `limit`,
+/// naming `what`.
+pub fn wait_until(
+    what: &str,
+    limit: std::time::Duration,
+    mut f: impl FnMut() -> bool,
+) -> std::time::Instant {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if f() {
+            return std::time::Instant::now();
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{what}: not within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits for the run holding a board to exit and returns its exit code, failing the test
+/// with `what` if meanwhile the waiting run's console log appears (a run creates it when
+/// it powers the board on): the waiter never touched the board while the holder ran.
+pub fn holder_exit_while_waiter_waits(
+    holder: &mut crate::sim::Guard,
+    waiter_console: &Path,
+    what: &str,
+) -> i32 {
+    loop {
+        if let Some(s) = holder.0.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(!waiter_console.exists(), "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

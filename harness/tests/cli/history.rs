@@ -17,8 +17,8 @@ struct Lab {
     db: Option<String>,
 }
 
-const SUITE: &str = "# A nightly suite for the fake board.
-name = \"fake-night\"
+/// A nightly suite for the fake board; `KERNEL` is the regex its `kernel` check expects.
+pub const SUITE: &str = "name = \"fake-night\"
 
 [defaults]
 timeout_s = 10

@@ -3,18 +3,11 @@
 //! lease of a killed run is taken over once it has expired. With `HIL_DATABASE_URL`, runs
 //! on different lab hosts share one PostgreSQL (a real server started by the test).
 
+use crate::common::{holder_exit_while_waiter_waits, wait_until};
 use crate::fake_board::{suite, Fake, BOARD, LIMIT};
 use crate::sim::{case, read_json, spawn_hil, wait_exit};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < end, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn concurrent_runs_never_share_a_board() {
@@ -24,7 +17,7 @@ fn concurrent_runs_never_share_a_board() {
 
     let out1 = fake.out("lease-first");
     let (mut first, _rx1) = fake.spawn(&hold, &out1, &[]);
-    wait_for("the first run takes the lease", LIMIT, || {
+    wait_until("the first run takes the lease", LIMIT, || {
         fake.lease().is_some()
     });
     let holder = fake.lease().unwrap();
@@ -51,16 +44,11 @@ fn concurrent_runs_never_share_a_board() {
     let out3 = fake.out("lease-queued");
     let (mut queued, rx3) = fake.spawn(&hold, &out3, &["--wait"]);
     let queued_console = out3.join("boards/fake-board/console.log");
-    let first_code = loop {
-        if let Some(s) = first.0.try_wait().unwrap() {
-            break s.code().unwrap_or(-1);
-        }
-        assert!(
-            !queued_console.exists(),
-            "the queued run powered the board while the first run held it"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let first_code = holder_exit_while_waiter_waits(
+        &mut first,
+        &queued_console,
+        "the queued run powered the board while the first run held it",
+    );
     assert_eq!(first_code, 0);
     assert_eq!(wait_exit(&mut queued, LIMIT), 0);
     let said: Vec<String> = rx3.try_iter().map(|(_, l)| l).collect();
@@ -147,7 +135,7 @@ fn pg_runs_on_two_lab_hosts_sharing_one_database_never_share_the_board() {
     let out_a = fake.out("pg-lab-a");
     let (mut a, _rxa) = spawn("lab-a", &out_a, &[]);
     let a_pid = a.0.id();
-    wait_for("the run on lab-a takes the lease", LIMIT, || {
+    wait_until("the run on lab-a takes the lease", LIMIT, || {
         db.read(BOARD).unwrap().is_some()
     });
     let holder = db.read(BOARD).unwrap().unwrap();
@@ -176,16 +164,11 @@ fn pg_runs_on_two_lab_hosts_sharing_one_database_never_share_the_board() {
     let out_c = fake.out("pg-lab-c");
     let (mut c, rxc) = spawn("lab-c", &out_c, &["--wait"]);
     let c_console = out_c.join("boards/fake-board/console.log");
-    let a_code = loop {
-        if let Some(s) = a.0.try_wait().unwrap() {
-            break s.code().unwrap_or(-1);
-        }
-        assert!(
-            !c_console.exists(),
-            "lab-c powered the board while lab-a held it"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let a_code = holder_exit_while_waiter_waits(
+        &mut a,
+        &c_console,
+        "lab-c powered the board while lab-a held it",
+    );
     assert_eq!(a_code, 0);
     assert_eq!(wait_exit(&mut c, LIMIT), 0);
     let said: Vec<String> = rxc.try_iter().map(|(_, l)| l).collect();
@@ -609,7 +592,7 @@ fn pg_hil_boards_lists_the_holders_of_every_lab_host() {
     };
     let (a, _rxa) = spawn("lab-a", BOARD, &fake.out("boards-a"));
     let (b, _rxb) = spawn("lab-b", "fake-board-2", &fake.out("boards-b"));
-    wait_for("both runs hold their boards", LIMIT, || {
+    wait_until("both runs hold their boards", LIMIT, || {
         db.list().unwrap().len() == 2
     });
     for host in ["lab-a", "lab-b", "lab-c"] {
@@ -631,7 +614,7 @@ fn a_run_gives_up_after_its_queue_timeout_naming_the_holder() {
     let fake = Fake::new(|t| t);
     let hold = suite("fake-hold");
     let (first, _rx1) = fake.spawn(&hold, &fake.out("qt-first"), &[]);
-    wait_for("the first run takes the lease", LIMIT, || {
+    wait_until("the first run takes the lease", LIMIT, || {
         fake.lease().is_some()
     });
     let out = fake.out("qt-second");

@@ -9,6 +9,7 @@
 //! log's start (power on) to the end of its last case, and the next holder's console log
 //! starts after that.
 
+use crate::common::{holder_exit_while_waiter_waits, wait_until};
 use crate::fake_board::{suite, Fake, BOARD, LIMIT};
 use crate::sim::{case, read_json, spawn_hil, wait_exit, wait_for_file_text, Guard};
 use hil::lease::pg::PgLeases;
@@ -52,15 +53,16 @@ fn run_as(
     spawn_hil(&args, &env)
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Instant {
-    let end = Instant::now() + limit;
-    loop {
-        if f() {
-            return Instant::now();
-        }
-        assert!(Instant::now() < end, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// lab-a's run of `fake-hold-long` (a 12 s check) against the database at `url`, once its
+/// check is running on the board: the holder a fault is then made to.
+fn start_holder(fake: &Fake, url: &str, out: &Path) -> (Guard, mpsc::Receiver<(Instant, String)>) {
+    let held = run_as(fake, url, "lab-a", "fake-hold-long", out, &[], &[]);
+    wait_for_file_text(
+        &out.join("boards/fake-board/console.log"),
+        "sleep 12",
+        LIMIT,
+    );
+    held
 }
 
 /// Seconds since the epoch of an RFC 3339 time.
@@ -123,13 +125,8 @@ fn pg_kill_9_of_the_holder_frees_the_board_for_another_host_within_the_ttl() {
     let ttl = 5.0;
     let fake = Fake::new(|t| t + "\n[lease]\nttl_s = 5\n");
     let out_a = fake.out("kill-a");
-    let (mut a, _ra) = run_as(&fake, &url, "lab-a", "fake-hold-long", &out_a, &[], &[]);
+    let (mut a, _ra) = start_holder(&fake, &url, &out_a);
     let a_pid = a.0.id();
-    wait_for_file_text(
-        &out_a.join("boards/fake-board/console.log"),
-        "sleep 12",
-        LIMIT,
-    );
     assert_eq!(holder(&db), Some(("lab-a".into(), a_pid)));
     let a_token = db.read(BOARD).unwrap().unwrap().token;
 
@@ -405,20 +402,7 @@ fn pg_a_holder_cut_off_from_the_database_stops_before_its_lease_can_go_to_anothe
     let net = Partition::start(url_port(&url));
     let fake = Fake::new(|t| t + "\n[lease]\nttl_s = 6\n");
     let out_a = fake.out("cut-a");
-    let (mut a, _ra) = run_as(
-        &fake,
-        &net.url(&pg),
-        "lab-a",
-        "fake-hold-long",
-        &out_a,
-        &[],
-        &[],
-    );
-    wait_for_file_text(
-        &out_a.join("boards/fake-board/console.log"),
-        "sleep 12",
-        LIMIT,
-    );
+    let (mut a, _ra) = start_holder(&fake, &net.url(&pg), &out_a);
     let db = PgLeases::new(&url);
     assert_eq!(holder(&db), Some(("lab-a".into(), a.0.id())));
     net.partition();
@@ -486,13 +470,8 @@ fn pg_a_host_whose_clock_runs_10_minutes_ahead_steals_no_lease() {
     let db = PgLeases::new(&url);
     let fake = Fake::new(|t| t + "\n[lease]\nttl_s = 5\n");
     let out_a = fake.out("clock-a");
-    let (mut a, _ra) = run_as(&fake, &url, "lab-a", "fake-hold-long", &out_a, &[], &[]);
+    let (mut a, _ra) = start_holder(&fake, &url, &out_a);
     let a_pid = a.0.id();
-    wait_for_file_text(
-        &out_a.join("boards/fake-board/console.log"),
-        "sleep 12",
-        LIMIT,
-    );
     let fast = [("LD_PRELOAD", FAKETIME), ("FAKETIME", "+10m")];
     // Without --wait: refused at once, naming lab-a, although by its own clock lab-a's
     // heartbeat is 10 minutes old.
@@ -524,16 +503,11 @@ fn pg_a_host_whose_clock_runs_10_minutes_ahead_steals_no_lease() {
         &fast,
     );
     let c_console = out_c.join("boards/fake-board/console.log");
-    let a_code = loop {
-        if let Some(s) = a.0.try_wait().unwrap() {
-            break s.code().unwrap_or(-1);
-        }
-        assert!(
-            !c_console.exists(),
-            "the host with the fast clock took the board while lab-a held it"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let a_code = holder_exit_while_waiter_waits(
+        &mut a,
+        &c_console,
+        "the host with the fast clock took the board while lab-a held it",
+    );
     assert_eq!(a_code, 0);
     assert_eq!(
         holder(&db).map(|(h, _)| h).as_deref().unwrap_or("lab-c"),

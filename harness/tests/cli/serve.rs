@@ -17,26 +17,7 @@ const RUNS: usize = 20;
 /// The nightlies (1-based) whose `kernel` check fails.
 const FAILING: [usize; 3] = [4, 5, 11];
 
-const SUITE: &str = "name = \"fake-night\"
-
-[defaults]
-timeout_s = 10
-via = \"console\"
-
-[[check]]
-name = \"kernel\"
-kind = \"shell\"
-command = \"uname -r\"
-expect = \"^KERNEL$\"
-
-[[check]]
-name = \"ssh-exit-status\"
-kind = \"shell\"
-via = \"ssh\"
-command = \"echo over-ssh; exit 7\"
-expect = \"^over-ssh$\"
-exit_status = 7
-";
+use crate::history::SUITE;
 
 /// One answer: status, headers (lower-case names) and body.
 struct Answer {
