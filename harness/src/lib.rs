@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bisect;
 pub mod boards_cmd;
 pub mod boot;
+pub mod browser;
 pub mod checklist;
 pub mod checks;
 pub mod cli;

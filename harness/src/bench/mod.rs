@@ -13,6 +13,7 @@ pub mod network;
 pub mod orchestration;
 pub mod patterns;
 pub mod peers;
+pub mod report_html;
 pub mod serve_matrix;
 pub mod sys;
 pub mod textgen;
@@ -29,7 +30,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Only these parts (comma-separated): throughput, latency, memory, consoles,
-    /// network, orchestration, lease-scale, serve-matrix.
+    /// network, orchestration, lease-scale, serve-matrix, report-html-256m.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// MiB streamed for the raw read and hil's engine.
@@ -98,6 +99,9 @@ pub struct BenchArgs {
     /// The serve-matrix part: the dashboard's matrix page over a long history.
     #[command(flatten)]
     pub serve: serve_matrix::ServeMatrixArgs,
+    /// The report-html-256m part: loads of each report page timed in Chromium.
+    #[arg(long, default_value_t = 5)]
+    pub report_opens: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,6 +191,7 @@ pub struct BenchReport {
     pub orchestration: Option<orchestration::OrchestrationResult>,
     pub lease_scale: Option<lease_scale::LeaseScaleResult>,
     pub serve_matrix: Option<serve_matrix::ServeMatrixResult>,
+    pub report_html: Option<report_html::ReportHtmlResult>,
     pub targets: Vec<Target>,
     /// Parts that could not be measured, with the reason.
     pub errors: Vec<String>,
@@ -404,6 +409,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<BenchReport> {
         match serve_matrix::run(&a.serve, a.seed).await {
             Ok(s) => r.serve_matrix = Some(s),
             Err(e) => err(&mut r, "serve-matrix", e),
+        }
+    }
+    if want("report-html-256m") {
+        progress("report-html-256m: report.html of a 256 MiB console log, opened in Chromium");
+        let (opens, seed) = (a.report_opens, a.seed);
+        match tokio::task::spawn_blocking(move || report_html::run(opens, seed)).await? {
+            Ok(h) => r.report_html = Some(h),
+            Err(e) => err(&mut r, "report-html-256m", e),
         }
     }
     let _ = std::fs::remove_dir_all(&log_dir);
@@ -628,6 +641,23 @@ fn targets(r: &BenchReport) -> Vec<Target> {
             });
         }
     }
+    if let Some(h) = &r.report_html {
+        t.push(Target {
+            what: "report.html of a 256 MiB console log: size".into(),
+            target: format!("< {} MiB", report_html::SIZE_TARGET_BYTES >> 20),
+            measured: format!("{:.2} MiB", h.large.html_bytes as f64 / 1048576.0),
+            met: h.large.html_bytes < report_html::SIZE_TARGET_BYTES,
+        });
+        t.push(Target {
+            what: "report.html of a 256 MiB console log: opens in Chromium".into(),
+            target: format!("< {} ms (slowest load)", report_html::OPEN_TARGET_MS),
+            measured: format!(
+                "{:.0} ms max, {:.0} ms median ({} loads); {:.2}× the 64 KiB log's page",
+                h.large.open.max_ms, h.large.open.p50_ms, h.large.open.count, h.open_ratio
+            ),
+            met: h.large.open.max_ms < report_html::OPEN_TARGET_MS,
+        });
+    }
     t
 }
 
@@ -728,6 +758,9 @@ pub fn table(r: &BenchReport) -> String {
     }
     if let Some(m) = &r.serve_matrix {
         let _ = writeln!(s, "{}", m.table());
+    }
+    if let Some(h) = &r.report_html {
+        let _ = writeln!(s, "{}", h.table());
     }
     if !r.targets.is_empty() {
         let _ = writeln!(s, "{:<60} {:<32} {:<5} measured", "target", "", "met");

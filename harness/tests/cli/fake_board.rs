@@ -535,46 +535,24 @@ fn report_html_shows_the_checks_and_links_the_first_failure() {
     assert!(!html.contains("run still going or killed"));
 }
 
-/// The page in a real browser: Debian's chromium, headless, from a file URL, with
-/// networking off where a flag allows. Skipped (with a note) where chromium is not there.
+/// The page in a real browser: Debian's chromium, headless, from a file URL, driven over
+/// its DevTools pipe. Skipped (with a note) where chromium is not there.
 #[test]
 fn report_html_renders_in_chromium() {
-    let chromium = Path::new("/usr/bin/chromium");
-    if !chromium.exists() {
-        eprintln!("skipped: /usr/bin/chromium is not installed");
+    let Some(chromium) = hil::browser::installed() else {
+        eprintln!("skipped: {} is not installed", hil::browser::CHROMIUM);
         return;
-    }
+    };
     let fake = Fake::new(|t| t);
     let out = run_faults(&fake, "chromium");
-    let url = format!("file://{}", out.join("report.html").display());
-    let profile = tempfile::tempdir().unwrap();
-    let (dom, stderr) = run_chromium(chromium, profile.path(), &["--dump-dom", &url]);
-    assert!(
-        dom.contains("class=\"bar "),
-        "timeline bars in the DOM: {stderr}"
-    );
-    assert!(dom.contains("id=\"first-failure\""), "{stderr}");
-    assert!(dom.contains("<tr id=\"case-fake-board-panics\""));
-    assert!(
-        !stderr.contains("Uncaught"),
-        "no script errors on the page: {stderr}"
-    );
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-html");
-    std::fs::create_dir_all(&shots).unwrap();
-    let png = shots.join("fake-faults.png");
-    let _ = std::fs::remove_file(&png);
-    let shot = format!("--screenshot={}", png.display());
-    let (_, stderr) = run_chromium(
-        chromium,
-        profile.path(),
-        &[&shot, "--window-size=1400,1000", &url],
-    );
-    let meta = std::fs::metadata(&png).unwrap_or_else(|e| panic!("{png:?}: {e}; {stderr}"));
-    assert!(
-        meta.len() > 10_000,
-        "a page, not a blank: {} bytes",
-        meta.len()
-    );
+    let page = crate::common::read_report_in_chromium(&chromium, &out, "fake-faults");
+    // One bar per case and per earlier attempt, one row per case, as results.json has.
+    let (cases, attempts) = crate::common::cases_and_attempts(&out);
+    assert_eq!(page.bars, cases + attempts, "{page:?}");
+    assert_eq!(page.rows, cases, "{page:?}");
+    // The link lands on the panic, in the log, in view.
+    assert!(page.target_in_log, "{page:?}");
+    assert!(page.target_text.contains("Kernel panic"), "{page:?}");
 }
 
 /// A suite whose one check waits (on the fake board's console) until `go` exists, then

@@ -126,7 +126,7 @@ fn interrupt_during_the_guest_restores_drivers() {
 }
 
 /// suites/rk3588-vfio.toml as shipped, followed by the corrupted read-back check of
-/// tests/data/suites/nvme-corrupt.toml: both on one board and guest boot.
+/// tests/data/suites/nvme-corrupt.toml, in one suite file.
 fn vfio_suite_then_corruption(out: &Path) -> PathBuf {
     let shipped = std::fs::read_to_string(repo().join("suites/rk3588-vfio.toml")).unwrap();
     let corrupt = std::fs::read_to_string(data("suites/nvme-corrupt.toml")).unwrap();
@@ -141,12 +141,12 @@ fn vfio_suite_then_corruption(out: &Path) -> PathBuf {
 fn rk3588_vfio_suite_passes_with_figures_then_a_corrupted_readback_fails_and_drivers_are_restored()
 {
     let _l = lock();
+    // The suite as shipped: every check passes, exit 0.
     let out = out_dir("vfio");
-    let suite = vfio_suite_then_corruption(&out_dir("vfio-suite"));
     let (mut g, _rx) = spawn_hil(
         &[
             "run",
-            suite.to_str().unwrap(),
+            repo().join("suites/rk3588-vfio.toml").to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
         ],
@@ -154,7 +154,6 @@ fn rk3588_vfio_suite_passes_with_figures_then_a_corrupted_readback_fails_and_dri
     );
     let code = wait_exit(&mut g, BOOT_LIMIT);
     let results = read_json(&out.join("results.json"));
-    // Every check of the shipped suite passes.
     for name in [
         "boot",
         "preflight",
@@ -170,6 +169,7 @@ fn rk3588_vfio_suite_passes_with_figures_then_a_corrupted_readback_fails_and_dri
             "{name}: {results:#}"
         );
     }
+    assert_eq!(code, 0, "{results:#}");
     let ping = &case(&results, "sim-rk3588", "ping")["figures"];
     assert_eq!(ping["received"], 5);
     assert!(ping["rtt_avg_ms"].as_f64().unwrap() > 0.0, "{ping}");
@@ -178,18 +178,6 @@ fn rk3588_vfio_suite_passes_with_figures_then_a_corrupted_readback_fails_and_dri
         io["write_mb_s"].as_f64().unwrap() > 0.0 && io["read_mb_s"].as_f64().unwrap() > 0.0,
         "{io}"
     );
-    // Then the data is changed behind the check's back between write and read-back: the
-    // DUT returned other data, so `fail` (not an error), and the run exits 1.
-    let c = case(&results, "sim-rk3588", "nvme-io-corrupted");
-    assert_eq!(c["outcome"], "fail", "{c}");
-    assert!(
-        c["message"]
-            .as_str()
-            .unwrap()
-            .contains("differs from what was written"),
-        "{c}"
-    );
-    assert_eq!(code, 1, "{results:#}");
     let board_dir = out.join("boards/sim-rk3588");
     let after_bind = drivers(&board_dir.join("artifacts/pci-after-bind.txt"));
     assert_eq!(
@@ -224,6 +212,66 @@ fn rk3588_vfio_suite_passes_with_figures_then_a_corrupted_readback_fails_and_dri
     assert!(system_out("bind").contains("--- ssh (commands on the board) ---\n$ "));
     assert!(system_out("guest-boot").contains("--- guest console ---"));
     assert!(system_out("guest-boot").contains("hil: guest ready"));
+    // The page of a passing run: a bar and a row per case, no failure to link to.
+    let chromium = hil::browser::installed();
+    if let Some(c) = &chromium {
+        let page = crate::common::read_report_in_chromium(c, &out, "rk3588-vfio-pass");
+        let (n, attempts) = crate::common::cases_and_attempts(&out);
+        assert_eq!((page.bars, page.rows), (n + attempts, n), "{page:?}");
+        assert!(page.target_text.is_empty(), "no failure link: {page:?}");
+    } else {
+        eprintln!(
+            "browser part skipped: {} is not installed",
+            hil::browser::CHROMIUM
+        );
+    }
+
+    // Then the data is changed behind the check's back between write and read-back (the
+    // shipped suite's bind and guest boot, then the corrupted check, chosen with --check):
+    // the DUT returned other data, so `fail` (not an error), and the run exits 1.
+    let out = out_dir("vfio-corrupt");
+    let suite = vfio_suite_then_corruption(&out_dir("vfio-suite"));
+    let (mut g, _rx) = spawn_hil(
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--check",
+            "bind",
+            "--check",
+            "guest-boot",
+            "--check",
+            "nvme-io-corrupted",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let code = wait_exit(&mut g, BOOT_LIMIT);
+    let results = read_json(&out.join("results.json"));
+    let c = case(&results, "sim-rk3588", "nvme-io-corrupted");
+    assert_eq!(c["outcome"], "fail", "{c}");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("differs from what was written"),
+        "{c}"
+    );
+    assert_eq!(code, 1, "{results:#}");
+    assert_restored(&out.join("boards/sim-rk3588"));
+    // Its page: the failure is told over SSH, not by the console, so the "First failure"
+    // link lands on the failed check's row with its message.
+    if let Some(c) = &chromium {
+        let page = crate::common::read_report_in_chromium(c, &out, "rk3588-vfio-fail");
+        let (n, attempts) = crate::common::cases_and_attempts(&out);
+        assert_eq!((page.bars, page.rows), (n + attempts, n), "{page:?}");
+        assert!(!page.target_in_log, "{page:?}");
+        assert!(
+            page.target_text.contains("nvme-io-corrupted")
+                && page.target_text.contains("differs from what was written"),
+            "{page:?}"
+        );
+    }
 }
 
 #[test]

@@ -60,6 +60,11 @@ pub struct Rendered {
     pub markup: Markup,
     pub placed: Vec<String>,
     pub gaps: Vec<(f64, f64)>,
+    /// Whether the `first-failure` target is in the log: the first kernel death line
+    /// within the first failed case's part. Without one (a check that failed over SSH, a
+    /// wrong value on a healthy console) the failure is told by the case's row, which is
+    /// then the target.
+    pub first_failure_placed: bool,
 }
 
 /// Reads the log, or its head and tail when it is larger than [`WHOLE_MAX`].
@@ -164,6 +169,9 @@ struct Placer<'a> {
     offset: Option<f64>,
     anchors: &'a [Anchor],
     next: usize,
+    /// Inside the first failed case's part of the log, looking for its death line.
+    hunting: bool,
+    first_failure_placed: bool,
 }
 
 impl<'a> Placer<'a> {
@@ -212,6 +220,8 @@ pub fn render(
         offset: None,
         anchors,
         next: 0,
+        hunting: false,
+        first_failure_placed: false,
     };
     let mut placed = Vec::new();
     let mut gaps = Vec::new();
@@ -243,6 +253,7 @@ pub fn render(
         markup,
         placed,
         gaps,
+        first_failure_placed: placer.first_failure_placed,
     }
 }
 
@@ -261,14 +272,24 @@ fn lines(
         let here = placer.take(line);
         placed.extend(here.iter().map(|a| a.id.clone()));
         gaps.extend(placer.gap(line));
-        shown.push((line, class_of(line), here));
+        // Another case's start ends the hunt; the failed case's own start begins it.
+        if !here.is_empty() {
+            placer.hunting = here.last().is_some_and(|a| a.first_failure);
+        }
+        let class = class_of(line);
+        let failure_here = placer.hunting && class == Some("death");
+        if failure_here {
+            placer.hunting = false;
+            placer.first_failure_placed = true;
+        }
+        shown.push((line, class, here, failure_here));
     }
     html! {
-        @for (line, class, here) in shown {
+        @for (line, class, here, failure_here) in shown {
             @for a in here {
-                @if a.first_failure { a.anchor id="first-failure" {} }
                 a.anchor id=(a.id) {}
             }
+            @if failure_here { a.anchor id="first-failure" {} }
             span class=[class] { (line) }
             "\n"
         }

@@ -175,8 +175,10 @@ fn board_section(
         .ok()
         .map(|l| console::render(&l, &r.started, &anchors, &href));
     let placed: &[String] = log.as_ref().map_or(&[], |l| &l.placed);
-    // Without a log anchor the first failure's row is the link's target.
-    let row_target = first_here.filter(|n| !placed.contains(&log_id(&b.name, n)));
+    // Without a death line in the failed case's log the first failure's row is the
+    // link's target: its message and evidence say what failed.
+    let in_log = log.as_ref().is_some_and(|l| l.first_failure_placed);
+    let row_target = first_here.filter(|_| !in_log);
     let gaps = log.as_ref().map_or(&[][..], |l| &l.gaps[..]);
     html! {
         section.board {

@@ -117,12 +117,14 @@ fn one_bar_per_case_and_per_attempt() {
 }
 
 #[test]
-fn first_failure_sits_on_the_failing_cases_first_log_line() {
+fn first_failure_sits_on_the_failing_cases_death_line() {
     let html = page(true, LOG);
     assert_eq!(html.matches("id=\"first-failure\"").count(), 1);
     assert!(html.contains("href=\"#first-failure\""));
     let line = line_after(&html, "first-failure");
-    assert!(line.contains("dmesg start"), "{line}");
+    assert!(line.contains("Kernel panic - not syncing"), "{line}");
+    // The case's own anchor stays where its part of the log starts.
+    assert!(line_after(&html, "log-b1-dmesg").contains("dmesg start"));
     // Other cases' anchors: boot on the first stamped line, uname at run 6 s = log 5 s.
     assert!(line_after(&html, "log-b1-boot").contains("### hil: power on"));
     assert!(line_after(&html, "log-b1-uname").contains("Linux version"));
@@ -227,6 +229,24 @@ fn an_unparseable_log_start_gives_no_anchors_and_the_row_is_the_target() {
     let row = html.find("<tr id=\"case-b1-dmesg\"").unwrap();
     let target = html.find("id=\"first-failure\"").unwrap();
     assert!(target > row && target < row + 200, "{html}");
+}
+
+#[test]
+fn a_failure_without_a_death_line_in_its_part_targets_its_row() {
+    // A failed value on a healthy console: no death line in the case's part.
+    let log = LOG
+        .replace(
+            "[+   7.100000] Kernel panic - not syncing: Fatal exception\r\n",
+            "[+   7.100000] readback differs at 0x1000\r\n",
+        )
+        .replace("Call trace:", "done");
+    let html = page(true, &log);
+    assert_eq!(html.matches("id=\"first-failure\"").count(), 1);
+    let row = html.find("<tr id=\"case-b1-dmesg\"").unwrap();
+    let target = html.find("id=\"first-failure\"").unwrap();
+    assert!(target > row && target < row + 200, "{html}");
+    // The case's part of the log is still linked from its row.
+    assert!(html.contains("href=\"#log-b1-dmesg\""));
 }
 
 #[test]
