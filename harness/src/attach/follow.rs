@@ -125,7 +125,8 @@ pub async fn follow(board: &str, p: &Published, timestamps: bool) -> anyhow::Res
                     eprintln!("\r\nhil: {reason}\r");
                     return Ok(Some(exit::OK));
                 }
-                Frame::Input(_) => {}
+                // The step is for `hil serve`; the terminal shows the console only.
+                Frame::Input(_) | Frame::Step(_) => {}
             }
         }
         tokio::select! {

@@ -89,6 +89,8 @@ struct Inner {
     followers: Vec<Queue>,
     /// The open console's input; weak, so the fan-out never keeps a console alive.
     input: Option<mpsc::WeakUnboundedSender<Input>>,
+    /// The step the run is at, for followers that connect later.
+    step: Option<proto::Step>,
     ended: bool,
 }
 
@@ -163,6 +165,17 @@ impl Fanout {
         g.followers.retain_mut(|q| q.offer(&frame, 0));
     }
 
+    /// The run started a step on this board: kept, and told to the current followers.
+    pub fn step(&self, step: proto::Step) {
+        let mut g = self.lock();
+        if g.ended {
+            return;
+        }
+        let frame: Arc<[u8]> = Arc::from(Frame::Step(step.clone()).encode());
+        g.step = Some(step);
+        g.followers.retain_mut(|q| q.offer(&frame, 0));
+    }
+
     /// Input from followers goes to this console from now on (the board's next boot).
     pub(super) fn set_input(&self, input: mpsc::WeakUnboundedSender<Input>) {
         self.lock().input = Some(input);
@@ -182,6 +195,9 @@ impl Fanout {
             skipped: 0,
         };
         q.push(Arc::from(self.header.encode().into_bytes()));
+        if let Some(s) = &g.step {
+            q.push(Arc::from(Frame::Step(s.clone()).encode()));
+        }
         for (t, bytes) in &g.backlog {
             let f = Frame::Data {
                 t: *t,

@@ -146,6 +146,13 @@ impl BoardRun {
     }
 
     fn started(&self, step: &str, timeout: Option<Duration>) {
+        if let Some(p) = &self.publisher {
+            p.fanout().step(crate::console::follow::proto::Step {
+                name: step.to_string(),
+                since: crate::lease::now(),
+                timeout_s: timeout.map(|t| t.as_secs_f64()),
+            });
+        }
         let _ = self.cx.events.send(Event::Started(
             self.name().to_string(),
             step.to_string(),

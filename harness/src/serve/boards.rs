@@ -59,6 +59,10 @@ pub struct BoardState {
     /// What could not be read of this board's state (a corrupt lease file, a database
     /// that is down), shown rather than guessed.
     pub error: Option<String>,
+    /// The step the holding run is at, when it runs on this host (`serve::live`).
+    pub step: Option<super::live::LiveStep>,
+    /// The page that follows the board's console, when the holder publishes it here.
+    pub live_console: Option<String>,
 }
 
 /// RFC 3339 of unix seconds, to the second: what a person reads on the page (the ages
@@ -165,6 +169,8 @@ pub fn gather(leases: &Leases, names: &[String]) -> Vec<BoardState> {
                 out_of_service,
                 infra_errors_in_a_row,
                 error: (!errors.is_empty()).then(|| errors.join("; ")),
+                step: None,
+                live_console: None,
             }
         })
         .collect()

@@ -358,6 +358,8 @@ mod tests {
             out_of_service: None,
             infra_errors_in_a_row: 0,
             error: None,
+            step: None,
+            live_console: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod api;
 pub mod boards;
 pub mod checks;
 pub mod files;
+pub mod live;
 pub mod matrix;
 pub mod metrics;
 pub mod pages;
@@ -135,7 +136,9 @@ impl Lab {
 
     pub fn boards(&self) -> Vec<boards::BoardState> {
         let names = boards::names(self.boards.as_deref(), &self.boards_dir);
-        boards::gather(&self.leases, &names)
+        let mut b = boards::gather(&self.leases, &names);
+        live::add_steps(&self.leases, &mut b);
+        b
     }
 
     pub fn runs(
@@ -336,12 +339,71 @@ async fn not_found(State(lab): State<Shared>, uri: axum::http::Uri) -> Response 
         .into_response()
 }
 
+/// The board's console live, when a run on this host holds it; else a page that says why.
+async fn console_page(State(lab): State<Shared>, UrlPath(board): UrlPath<String>) -> Response {
+    let l = lab.clone();
+    let b = board.clone();
+    let r = blocking(move || Ok(l.boards().into_iter().find(|s| s.board == b))).await;
+    match r {
+        Ok(Some(state)) if state.live_console.is_some() => {
+            let events = format!("/api/boards/{}/console", pages::seg(&board));
+            Html(pages::live_console(&lab.name, &state, &events)).into_response()
+        }
+        Ok(found) => {
+            let why = match found {
+                None => format!("No board {board} in this lab."),
+                Some(_) => format!(
+                    "No run on this host holds {board} now, so there is no console to follow."
+                ),
+            };
+            (
+                StatusCode::NOT_FOUND,
+                Html(pages::not_found(&lab.name, &why)),
+            )
+                .into_response()
+        }
+        Err(f) => (f.status, Html(pages::error("Console", &lab.name, &f.why))).into_response(),
+    }
+}
+
+/// The server-sent events of a board's published console (see `live::console_events`).
+async fn console_events(State(lab): State<Shared>, UrlPath(board): UrlPath<String>) -> Response {
+    let l = lab.clone();
+    let b = board.clone();
+    let sock = blocking(move || {
+        Ok(l.boards()
+            .into_iter()
+            .find(|s| s.board == b)
+            .and_then(|s| live::socket(&l.leases, &s)))
+    })
+    .await;
+    let not_found = |why: String| {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "error": why })),
+        )
+            .into_response()
+    };
+    match sock {
+        Ok(Some(p)) => match live::console_events(p).await {
+            Ok(sse) => sse.into_response(),
+            Err(e) => not_found(e),
+        },
+        Ok(None) => not_found(format!(
+            "no run on this host publishes the console of {board}"
+        )),
+        Err(f) => (f.status, axum::Json(serde_json::json!({ "error": f.why }))).into_response(),
+    }
+}
+
 pub fn router(lab: Shared) -> Router {
     Router::new()
         .route("/", get(boards_page))
         .route("/matrix", get(matrix_page))
         .route("/checks/{name}", get(check_page))
         .route("/runs/{run_id}/{*path}", get(run_file))
+        .route("/boards/{board}/console", get(console_page))
+        .route("/api/boards/{board}/console", get(console_events))
         .route("/metrics", get(metrics_text))
         .merge(api::routes())
         .fallback(not_found)

@@ -118,6 +118,13 @@ pub fn boards(lab: &str, boards: &[BoardState]) -> String {
                                 "job " (h.job) " (" (h.user) "@" (h.host) ", pid " (h.pid) ", run " (h.run_id) ")" br;
                                 "since " (h.since) br;
                                 "heartbeat " (h.heartbeat) " (" (secs(h.heartbeat_age_s)) " ago, expires in " (secs(h.expires_in_s)) ")"
+                                @if let Some(s) = &b.step {
+                                    br; span.step { "at step " b { (s.name) } " for " (secs(s.elapsed_s))
+                                        @if let Some(t) = s.timeout_s { " of " (secs(t)) } }
+                                }
+                                @if let Some(href) = &b.live_console {
+                                    br; a.live href=(href) { "live console" }
+                                }
                             } @else { span.muted { "-" } }
                         }
                         td.queue {
@@ -142,6 +149,24 @@ pub fn boards(lab: &str, boards: &[BoardState]) -> String {
                     }
                 }
             }
+        },
+    )
+}
+
+/// A board's console as a run drives it: the one page with a script (the browser's
+/// EventSource, reading [`super::live`]'s stream from this same server). Read-only.
+pub fn live_console(lab: &str, b: &BoardState, events: &str) -> String {
+    page(
+        &format!("Console of {}", b.board),
+        lab,
+        html! {
+            p #live-state { "connecting to " a href=(events) { (events) } " …" }
+            p #live-step {
+                @if let Some(s) = &b.step { "step: " (s.name) " since " (s.since) }
+            }
+            pre.log #live data-events=(events) {}
+            noscript { p.err { "This page needs JavaScript to follow the console; the event stream itself is at " (events) "." } }
+            script { (PreEscaped(super::live::SCRIPT)) }
         },
     )
 }

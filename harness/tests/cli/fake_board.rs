@@ -574,7 +574,7 @@ fn wait_for_go_suite(fake: &Fake, go: &Path) -> String {
 
 /// Starts `hil run` of [`wait_for_go_suite`] and waits until its check is running and the
 /// console is published: the run, its report dir and the `go` file to create.
-fn run_to_follow(fake: &Fake, extra: &[&str]) -> (crate::sim::Guard, PathBuf, PathBuf) {
+pub(crate) fn run_to_follow(fake: &Fake, extra: &[&str]) -> (crate::sim::Guard, PathBuf, PathBuf) {
     let go = fake.out("go");
     let suite = wait_for_go_suite(fake, &go);
     let out = fake.out("followed");

@@ -517,3 +517,122 @@ fn serve_shows_twenty_nightlies_the_leases_and_the_reports() {
         "{said:?}"
     );
 }
+
+/// Reads a server-sent event stream until `needle` is in it or `within` passes; the text.
+fn read_events_until(s: &mut TcpStream, seen: &mut String, needle: &str, within: Duration) {
+    let end = Instant::now() + within;
+    let mut buf = [0u8; 16 * 1024];
+    while !seen.contains(needle) {
+        assert!(Instant::now() < end, "no {needle:?} in the stream: {seen}");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => panic!("stream ended before {needle:?}: {seen}"),
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// A run in progress on the dashboard: the boards page and API name its step with the
+/// check's time-out, the console streams live as server-sent events (and in Chromium's
+/// live page), read-only, and the stream ends with the run.
+#[test]
+fn serve_shows_a_run_in_progress_its_step_and_its_console_live() {
+    let fake = Fake::new(|t| t);
+    let dir = fake.out("lab");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lab = dir.join("lab.toml");
+    std::fs::write(
+        &lab,
+        "name = \"fake-lab\"\nboards = [\"fake-board\"]\nsuites = [\"night.toml\"]\nhistory = \"history.sqlite\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("night.toml"), SUITE.replace("KERNEL", "6\\\\.1")).unwrap();
+    let (mut run, out, go) = crate::fake_board::run_to_follow(&fake, &[]);
+    let server = start_serve(&lab, &fake.env());
+    let addr = server.addr.clone();
+
+    let boards = get(&addr, "/api/boards").json();
+    let b = &boards[0];
+    assert_eq!(b["board"], BOARD, "{boards:#}");
+    assert_eq!(b["step"]["name"], "live", "{boards:#}");
+    assert_eq!(b["step"]["timeout_s"], 60.0, "{boards:#}");
+    assert_eq!(
+        b["live_console"], "/boards/fake-board/console",
+        "{boards:#}"
+    );
+    let page = get(&addr, "/").text();
+    assert!(page.contains("at step <b>live</b>"), "{page}");
+
+    // The browser's page, opened while the check waits.
+    let browser = hil::browser::installed().map(|c| {
+        let mut b = hil::browser::Browser::start(&c, 1400, 900).expect("chromium");
+        b.open(
+            &format!("http://{addr}/boards/fake-board/console"),
+            Duration::from_secs(30),
+        )
+        .expect("the live page loads");
+        b
+    });
+
+    let mut s = TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "GET /api/boards/fake-board/console HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = String::new();
+    read_events_until(&mut s, &mut seen, "event: hello", LIMIT);
+    assert!(seen.contains("content-type: text/event-stream"), "{seen}");
+    // The backlog first: the check's command line, echoed before we connected.
+    read_events_until(&mut s, &mut seen, "while [ ! -e", LIMIT);
+    assert!(
+        seen.contains("event: step\ndata: {\"name\":\"live\""),
+        "{seen}"
+    );
+    std::fs::write(&go, "").unwrap();
+    read_events_until(&mut s, &mut seen, "follow-42-live", LIMIT);
+    assert_eq!(wait_exit(&mut run, LIMIT), 0);
+    read_events_until(&mut s, &mut seen, "event: end", LIMIT);
+
+    if let Some(mut b) = browser {
+        let shown = b
+            .eval("document.getElementById('live').textContent")
+            .unwrap();
+        let shown = shown.as_str().unwrap_or_default();
+        assert!(shown.contains("follow-42-live"), "{shown}");
+        // Stamped as the run's log stamps its lines.
+        let line = shown
+            .lines()
+            .find(|l| l.contains("] follow-42-live"))
+            .unwrap_or_else(|| panic!("a stamped line in {shown}"));
+        assert!(line.starts_with("[+"), "{line}");
+        let state = b
+            .eval("document.getElementById('live-state').textContent")
+            .unwrap();
+        assert!(state.as_str().unwrap().starts_with("ended: "), "{state}");
+        let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve");
+        std::fs::create_dir_all(&shots).unwrap();
+        b.screenshot(&shots.join("live-console.png")).unwrap();
+        let errors = b.errors(Duration::from_millis(300));
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    // The follower changed nothing of the run's own log.
+    let log = std::fs::read_to_string(out.join("boards/fake-board/console.log")).unwrap();
+    assert_eq!(log.matches("follow-42-live").count(), 1, "{log}");
+    // After the run: no step, no console.
+    let boards = get(&addr, "/api/boards").json();
+    assert!(boards[0]["step"].is_null(), "{boards:#}");
+    assert_eq!(
+        get(&addr, "/boards/fake-board/console").status,
+        404,
+        "no console to follow"
+    );
+    drop(server);
+}

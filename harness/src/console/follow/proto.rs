@@ -16,10 +16,13 @@
 //! | `N`  | run      | a marker line of hil's own, as in the log (UTF-8)            |
 //! | `S`  | run      | bytes this follower missed by falling behind (u64, BE)       |
 //! | `R`  | run      | a reply to this follower's input (refused, not sent) (UTF-8) |
+//! | `P`  | run      | the step the run is at: [`Step`], tab-separated (UTF-8)      |
 //! | `E`  | run      | the run let go of the board: why (UTF-8); nothing follows    |
 //! | `I`  | follower | typed input                                                  |
 //!
 //! Fields never hold a tab or a newline (they are replaced by spaces when written).
+//! A follower that connects gets the current step right after the header, then the
+//! backlog; `hil serve` reads no more than that to show what a run is doing.
 
 use std::time::Duration;
 
@@ -91,12 +94,51 @@ impl Header {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The step a run is at on a board: `boot`, a check's name, `teardown`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub name: String,
+    /// Unix seconds when it started.
+    pub since: f64,
+    /// Its time-out, when it has one.
+    pub timeout_s: Option<f64>,
+}
+
+impl Step {
+    fn encode(&self) -> String {
+        let timeout = self.timeout_s.map_or("-".to_string(), |t| format!("{t}"));
+        format!(
+            "name={}\tsince={}\ttimeout_s={timeout}",
+            field(&self.name),
+            self.since
+        )
+    }
+
+    fn parse(text: &str) -> Result<Step, String> {
+        let (mut name, mut since, mut timeout_s) = (None, None, None);
+        for p in text.split('\t') {
+            match p.split_once('=') {
+                Some(("name", v)) => name = Some(v.to_string()),
+                Some(("since", v)) => since = v.parse().ok(),
+                Some(("timeout_s", v)) => timeout_s = Some(v.parse().ok()),
+                _ => {}
+            }
+        }
+        Ok(Step {
+            name: name.ok_or("step frame without name=")?,
+            since: since.ok_or("step frame without since=")?,
+            timeout_s: timeout_s.flatten(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     Data { t: Duration, bytes: Vec<u8> },
     Note { t: Duration, text: String },
     Skipped(u64),
     Reply(String),
+    Step(Step),
     End(String),
     Input(Vec<u8>),
 }
@@ -108,6 +150,7 @@ impl Frame {
             Frame::Note { t, text } => (b'N', *t, text.as_bytes().into()),
             Frame::Skipped(n) => (b'S', Duration::ZERO, n.to_be_bytes().to_vec().into()),
             Frame::Reply(text) => (b'R', Duration::ZERO, text.as_bytes().into()),
+            Frame::Step(s) => (b'P', Duration::ZERO, s.encode().into_bytes().into()),
             Frame::End(text) => (b'E', Duration::ZERO, text.as_bytes().into()),
             Frame::Input(bytes) => (b'I', Duration::ZERO, bytes.as_slice().into()),
         };
@@ -168,6 +211,7 @@ impl Decoder {
                     .map_err(|_| format!("skip frame of {len} bytes, expected 8"))?,
             )),
             b'R' => Frame::Reply(text()),
+            b'P' => Frame::Step(Step::parse(&text())?),
             b'E' => Frame::End(text()),
             b'I' => Frame::Input(p.to_vec()),
             k => return Err(format!("unknown frame kind {k:#04x}")),
@@ -180,6 +224,24 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_frame_round_trips() {
+        for timeout_s in [Some(120.0), None] {
+            let s = Step {
+                name: "nvme\tio".into(),
+                since: 1764650000.25,
+                timeout_s,
+            };
+            let mut d = Decoder::default();
+            d.push(&Frame::Step(s.clone()).encode());
+            let Some(Frame::Step(back)) = d.next_frame().unwrap() else {
+                panic!("a step frame")
+            };
+            assert_eq!(back.name, "nvme io");
+            assert_eq!((back.since, back.timeout_s), (s.since, timeout_s));
+        }
+    }
 
     #[test]
     fn header_round_trips_and_never_carries_a_tab_or_newline_of_a_field() {
