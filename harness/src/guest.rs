@@ -54,7 +54,7 @@ pub fn command(cfg: &GuestCfg, bindings: &[Binding]) -> String {
         args.push(format!("vfio-pci,host={}", b.address));
     }
     // exec: closing the stream ends QEMU, and stderr (its errors) is on the console too.
-    format!("exec {} 2>&1", shell_words::join(args))
+    format!("exec {} 2>&1", crate::shell::join(args))
 }
 
 impl Guest {
