@@ -15,6 +15,74 @@ use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 
+/// `v` as one value inside a QEMU option string (`key=value,key=value`): QEMU splits such a
+/// string at each `,` and reads `,,` as a literal comma, so every comma is doubled. Used for
+/// every value hil puts into an option string (the QMP socket, the guest's vfio-pci host
+/// address, board-file placeholders in `qemu.args`).
+pub fn opt_value(v: &str) -> String {
+    v.replace(',', ",,")
+}
+
+/// An option string split as QEMU splits it (`,,` is a comma inside a value); for tests
+/// and for checking what an argument means.
+pub fn split_opts(s: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                out.last_mut().expect("never empty").push(',');
+            } else {
+                out.push(String::new());
+            }
+        } else {
+            out.last_mut().expect("never empty").push(c);
+        }
+    }
+    out
+}
+
+/// QEMU's arguments for a sim board (its `[qemu]` table, placeholders already expanded),
+/// with the QMP socket `sock` and, when `own_console`, a pty for the serial port.
+pub fn argv(cfg: &QemuCfg, sock: &std::path::Path, own_console: bool) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "-M".into(),
+        cfg.machine.clone(),
+        "-cpu".into(),
+        cfg.cpu.clone(),
+        "-smp".into(),
+        cfg.smp.to_string(),
+        "-m".into(),
+        cfg.memory_mb.to_string(),
+    ];
+    if let Some(bios) = &cfg.bios {
+        args.extend(["-bios".into(), bios.clone()]);
+    }
+    args.extend(cfg.args.iter().cloned());
+    args.extend([
+        "-S".into(),
+        "-qmp".into(),
+        format!(
+            "unix:{},server=on,wait=off",
+            opt_value(&sock.display().to_string())
+        ),
+        "-display".into(),
+        "none".into(),
+        "-monitor".into(),
+        "none".into(),
+    ]);
+    if own_console {
+        args.extend([
+            "-chardev".into(),
+            "pty,id=con0".into(),
+            "-serial".into(),
+            "chardev:con0".into(),
+        ]);
+    }
+    args
+}
+
 pub struct QemuPower {
     name: String,
     cfg: Option<QemuCfg>,
@@ -73,37 +141,7 @@ impl QemuPower {
             .map_err(|e| PowerError::Failed(format!("{}: {e}", self.run_dir.display())))?;
         let sock = self.qmp_path();
         let _ = std::fs::remove_file(&sock);
-        let mut args: Vec<String> = vec![
-            "-M".into(),
-            cfg.machine.clone(),
-            "-cpu".into(),
-            cfg.cpu.clone(),
-            "-smp".into(),
-            cfg.smp.to_string(),
-            "-m".into(),
-            cfg.memory_mb.to_string(),
-        ];
-        if let Some(bios) = &cfg.bios {
-            args.extend(["-bios".into(), bios.clone()]);
-        }
-        args.extend(cfg.args.iter().cloned());
-        args.extend([
-            "-S".into(),
-            "-qmp".into(),
-            format!("unix:{},server=on,wait=off", sock.display()),
-            "-display".into(),
-            "none".into(),
-            "-monitor".into(),
-            "none".into(),
-        ]);
-        if self.own_console {
-            args.extend([
-                "-chardev".into(),
-                "pty,id=con0".into(),
-                "-serial".into(),
-                "chardev:con0".into(),
-            ]);
-        }
+        let args = argv(&cfg, &sock, self.own_console);
         let log_path = self.run_dir.join("qemu.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -322,5 +360,72 @@ impl QemuPower {
     /// The console pty of the running QEMU, when hil made one.
     pub fn pty(&self) -> Option<&str> {
         self.pid.and(self.pty.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+    use super::*;
+    use crate::config::expand;
+
+    #[test]
+    fn commas_are_doubled_and_split_back() {
+        assert_eq!(opt_value("a,b"), "a,,b");
+        assert_eq!(opt_value("a,,b,"), "a,,,,b,,");
+        let s = format!("file={},format=raw", opt_value("/x/a,b,format=qcow2"));
+        assert_eq!(
+            split_opts(&s),
+            vec!["file=/x/a,b,format=qcow2", "format=raw"]
+        );
+    }
+
+    /// The sim board file of the repo, its placeholders given values that hold commas,
+    /// then the argv hil starts QEMU with: each option string keeps the options the board
+    /// file wrote and no more, and the values hold the commas whole.
+    #[test]
+    fn a_comma_in_a_board_placeholder_adds_no_qemu_sub_option_to_the_argv() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/sim-rk3588.toml");
+        let board = crate::config::Board::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut vars = expand::Vars::new();
+        for k in ["images", "board_dir", "cache", "run_dir", "build"] {
+            vars.insert(k, format!("/h/{k},id=evil,x"));
+        }
+        let b = board
+            .expanded(&path, &vars)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sock = std::path::Path::new("/run/user/1/hil-a,b/qmp.sock");
+        let args = argv(b.qemu.as_ref().unwrap(), sock, true);
+        let template = board.qemu.as_ref().unwrap();
+        let mut checked = 0;
+        for (i, t) in template.args.iter().enumerate() {
+            if expand::placeholders(t).is_empty() || !t.contains('=') {
+                continue;
+            }
+            assert!(args.contains(&b.qemu.as_ref().unwrap().args[i]), "{args:?}");
+            let want_keys: Vec<String> = split_opts(t)
+                .iter()
+                .map(|o| o.split('=').next().unwrap().to_string())
+                .collect();
+            let got = split_opts(&b.qemu.as_ref().unwrap().args[i]);
+            let got_keys: Vec<String> = got
+                .iter()
+                .map(|o| o.split('=').next().unwrap().to_string())
+                .collect();
+            assert_eq!(got_keys, want_keys, "qemu.args[{i}] = {t}: {got:?}");
+            assert!(got.iter().any(|o| o.contains(",id=evil,x")), "{got:?}");
+            checked += 1;
+        }
+        assert!(
+            checked >= 2,
+            "the board file has option strings with placeholders"
+        );
+        let qmp = &args[args.iter().position(|a| a == "-qmp").unwrap() + 1];
+        assert_eq!(
+            split_opts(qmp),
+            vec!["unix:/run/user/1/hil-a,b/qmp.sock", "server=on", "wait=off"]
+        );
     }
 }
