@@ -27,7 +27,7 @@ pub async fn cli(
         crate::lab_ctl::sim_board(path, board).await?.0
     } else {
         let mut vars = expand::Vars::new();
-        vars.insert("cache", crate::lab::cache_root().display().to_string());
+        vars.insert("cache", crate::lab::cache_root()?.display().to_string());
         vars.insert("run_dir", dir.display().to_string());
         board.expanded(path, &vars)?
     };
