@@ -57,6 +57,8 @@ impl StepError {
                 ExpectError::Timeout { .. } => Outcome::InfraError,
             },
             StepError::Shell(ShellError::Timeout { .. }) => Outcome::Fail,
+            // hil will not type it: the check cannot run as written.
+            StepError::Shell(ShellError::Unsafe { .. }) => Outcome::Blocked,
             StepError::Ssh(SshError::Timeout { .. }) => Outcome::Fail,
             StepError::Ssh(_) => Outcome::InfraError,
             StepError::Infra(_) => Outcome::InfraError,

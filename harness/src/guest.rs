@@ -51,10 +51,13 @@ pub fn command(cfg: &GuestCfg, bindings: &[Binding]) -> String {
     args.push(format!("tcp:127.0.0.1:{},server=on,wait=off", cfg.qmp_port));
     for b in bindings {
         args.push("-device".into());
-        args.push(format!("vfio-pci,host={}", b.address));
+        args.push(format!(
+            "vfio-pci,host={}",
+            crate::power::qemu::opt_value(&b.address)
+        ));
     }
     // exec: closing the stream ends QEMU, and stderr (its errors) is on the console too.
-    format!("exec {} 2>&1", shell_words::join(args))
+    format!("exec {} 2>&1", crate::shell::join(args))
 }
 
 impl Guest {
@@ -196,5 +199,20 @@ mod tests {
             c,
             "exec qemu-system-aarch64 -append 'console=ttyAMA0 panic=-1' -qmp 'tcp:127.0.0.1:4444,server=on,wait=off' -device 'vfio-pci,host=0000:00:03.0' 2>&1"
         );
+        // A hostile address stays one value of one option, in one shell word.
+        let evil = Binding {
+            name: "x".into(),
+            address: "0000:00:03.0,x-evil=on'; reboot; '".into(),
+            group: 2,
+            original_driver: None,
+        };
+        let c = command(&cfg, &[evil]);
+        let words = shell_words::split(&c).unwrap();
+        let dev = &words[words.iter().position(|w| w == "-device").unwrap() + 1];
+        assert_eq!(
+            crate::power::qemu::split_opts(dev),
+            vec!["vfio-pci", "host=0000:00:03.0,x-evil=on'; reboot; '"]
+        );
+        assert_eq!(words.last().map(String::as_str), Some("2>&1"));
     }
 }

@@ -12,6 +12,7 @@ use crate::boot::BoardSession;
 use crate::config::{expand, Board};
 use crate::power::qemu::QemuPower;
 use crate::power::Power;
+use crate::runtime::ProcId;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,25 @@ pub struct UpState {
     pub pid: u32,
     pub pty: String,
     pub qmp: PathBuf,
+    /// The QEMU as started: pid, start time and executable. A state file without it (or
+    /// whose pid no longer matches it) names no process hil may signal.
+    #[serde(default)]
+    pub process: Option<ProcId>,
+}
+
+impl UpState {
+    /// `Ok` when the recorded QEMU is still running as hil started it; else why the
+    /// state file is stale.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.process {
+            Some(p) if p.pid == self.pid => p.check(),
+            Some(p) => Err(format!("pid {} does not match the recorded process {}", self.pid, p.pid)),
+            None => Err(format!(
+                "pid {} has no recorded start time and executable, so it cannot be told from another process",
+                self.pid
+            )),
+        }
+    }
 }
 
 /// Expands a sim board's placeholders after making sure its images exist.
@@ -38,7 +58,7 @@ pub async fn sim_board(path: &Path, board: &Board) -> anyhow::Result<(Board, Pat
     let mut vars = expand::Vars::new();
     vars.insert("images", images.dir.display().to_string());
     vars.insert("board_dir", bd.dir.display().to_string());
-    vars.insert("cache", crate::lab::cache_root().display().to_string());
+    vars.insert("cache", crate::lab::cache_root()?.display().to_string());
     vars.insert("run_dir", bd.dir.display().to_string());
     Ok((board.expanded(path, &vars)?, bd.dir))
 }
@@ -47,17 +67,37 @@ fn state_path(board_dir: &Path) -> PathBuf {
     board_dir.join("lab-up.json")
 }
 
-/// The running `up` instance of a board, if its process is still alive.
+/// The state file of a board's `up`, whatever it says.
+fn read_state(board_dir: &Path) -> Option<UpState> {
+    serde_json::from_slice(&std::fs::read(state_path(board_dir)).ok()?).ok()
+}
+
+/// The running `up` instance of a board: its state file names a QEMU that still runs as
+/// it was started (same pid, start time and executable).
 pub fn running(board_dir: &Path) -> Option<UpState> {
-    let st: UpState = serde_json::from_slice(&std::fs::read(state_path(board_dir)).ok()?).ok()?;
-    // SAFETY: signal 0 only checks that the process exists.
-    (unsafe { libc::kill(st.pid as i32, 0) } == 0).then_some(st)
+    read_state(board_dir).filter(|st| st.check().is_ok())
+}
+
+/// A board's state dir under hil's cache (where `hil lab up` keeps its state).
+fn board_state_dir(board: &str) -> anyhow::Result<PathBuf> {
+    Ok(crate::lab::cache_root()?.join("boards").join(board))
 }
 
 /// The running `up` instance of the sim board named `board`, found without building the
 /// lab (its state lives in the board dir under hil's cache).
 pub fn up_state(board: &str) -> Option<UpState> {
-    running(&crate::lab::cache_root().join("boards").join(board))
+    running(&board_state_dir(board).ok()?)
+}
+
+/// The `up` state recorded when QEMU `q` was started.
+fn state_of(q: &QemuPower, pty: String) -> anyhow::Result<UpState> {
+    let pid = q.pid().unwrap_or(0);
+    Ok(UpState {
+        pid,
+        pty,
+        qmp: q.qmp_path()?,
+        process: ProcId::of(pid),
+    })
 }
 
 /// `hil lab up BOARD [--to bootloader|linux]`. Without `--to` the board's QEMU starts
@@ -122,11 +162,7 @@ async fn start_paused(board: &Board, dir: &Path) -> anyhow::Result<UpState> {
         q.on().await?;
     }
     let pty = armed.unwrap_or_else(|| board.console.device.clone());
-    let st = UpState {
-        pid: q.pid().unwrap_or(0),
-        pty: pty.clone(),
-        qmp: q.qmp_path(),
-    };
+    let st = state_of(&q, pty.clone())?;
     if wired {
         println!(
             "{} is up and running: QEMU pid {}, serial port wired to {pty}",
@@ -162,11 +198,7 @@ async fn start_walked(
     let Power::Qemu(q) = &s.power else {
         unreachable!("set to QEMU above")
     };
-    let st = UpState {
-        pid: q.pid().unwrap_or(0),
-        pty: q.pty().unwrap_or(&board.console.device).to_string(),
-        qmp: q.qmp_path(),
-    };
+    let st = state_of(q, q.pty().unwrap_or(&board.console.device).to_string())?;
     let what = crate::attach::walk::step_name(to.state());
     s.console_mark(&format!(
         "hil lab up: reached {what}; the board stays up until `hil lab down`"
@@ -185,36 +217,55 @@ async fn start_walked(
     Ok(Some(st))
 }
 
-pub async fn down((path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
-    let (board, dir) = sim_board(path, board).await?;
-    let Some(st) = running(&dir) else {
+/// `hil lab down BOARD`. Finds the board's state without building the lab. Only the QEMU
+/// that `up` started is stopped: a state file whose pid is now another process (or that
+/// does not say which process it was) is reported stale and removed, and nothing is
+/// signalled.
+pub async fn down((_path, board): &(PathBuf, Board)) -> anyhow::Result<()> {
+    if !board.simulated {
+        anyhow::bail!(crate::error::UsageError(format!(
+            "board {} is not simulated; `hil lab` only manages sim boards",
+            board.name
+        )));
+    }
+    let dir = board_state_dir(&board.name)?;
+    let leases = crate::lease::Leases::from_env();
+    let Some(st) = read_state(&dir) else {
         // A lease left by an `up` whose QEMU died is given back too.
-        crate::lease::Leases::from_env().release_lab_up(&board.name)?;
+        leases.release_lab_up(&board.name)?;
         println!("{} is not up", board.name);
+        return Ok(());
+    };
+    let Some(proc_id) = st.process.clone().filter(|_| st.check().is_ok()) else {
+        let why = st.check().err().unwrap_or_default();
+        let _ = std::fs::remove_file(state_path(&dir));
+        leases.release_lab_up(&board.name)?;
+        println!(
+            "{} is not up: its pid file {} was stale ({why}); nothing was signalled",
+            board.name,
+            state_path(&dir).display()
+        );
         return Ok(());
     };
     // A QEMU that does not answer QMP within its start limit is hung: it is killed below.
     let t = std::time::Duration::from_secs(board.qemu.as_ref().map_or(30, |q| q.start_timeout_s));
-    if let Ok(mut q) = crate::qmp::Qmp::connect_unix(&st.qmp, t).await {
+    if let Ok(mut q) = crate::power::qemu::open_qmp(&st.qmp, t).await {
         let _ = q.execute_timeout("quit", None, t).await;
     }
-    let alive = || {
-        // SAFETY: signal 0 only checks that the process exists.
-        unsafe { libc::kill(st.pid as i32, 0) == 0 }
-    };
     for _ in 0..50 {
-        if !alive() {
+        if proc_id.check().is_err() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    if alive() {
-        // SAFETY: the pid is the QEMU our `up` started (recorded in its state file) and it
-        // still exists; once it has exited the pid may belong to someone else.
-        unsafe { libc::kill(st.pid as i32, libc::SIGKILL) };
+    // Checked again right before the signal: once it has exited the pid may be reused.
+    if proc_id.check().is_ok() {
+        if let Err(e) = proc_id.signal(libc::SIGKILL) {
+            eprintln!("hil: {e}");
+        }
     }
     let _ = std::fs::remove_file(state_path(&dir));
-    crate::lease::Leases::from_env().release_lab_up(&board.name)?;
+    leases.release_lab_up(&board.name)?;
     println!("{} is down", board.name);
     Ok(())
 }

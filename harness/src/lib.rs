@@ -36,6 +36,7 @@ pub mod progress;
 pub mod qmp;
 pub mod report;
 pub mod runner;
+pub mod runtime;
 pub mod serve;
 pub mod shell;
 pub mod ssh;

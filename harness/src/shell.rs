@@ -37,6 +37,65 @@ pub enum ShellError {
     },
     #[error(transparent)]
     Expect(ExpectError),
+    /// The command holds a control character (a newline, Ctrl-C...): on a terminal the
+    /// line discipline acts on it even inside quotes, so hil does not type it.
+    #[error("command {cmd:?} holds a control character; hil does not type it at a board shell")]
+    Unsafe { cmd: String },
+}
+
+/// `s` as one word for a POSIX shell on the board: unchanged when it holds only characters
+/// no shell treats specially (letters, digits and `_-./:@%+,`), else in single quotes with
+/// each `'` written `'\''`. Every value put into a command typed at a board shell (console
+/// or SSH) goes through here, whether it comes from a board file, a suite file or the
+/// board's own output. Control characters are quoted too, but a console shell refuses the
+/// whole command ([`ShellError::Unsafe`], see [`refuse_control`]).
+pub fn quote(s: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'_' | b'-' | b'.' | b'/' | b':' | b'@' | b'%' | b'+' | b','
+                )
+        });
+    if plain {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out.into()
+}
+
+/// Words joined into one command line, each through [`quote`].
+pub fn join<I, S>(words: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    words
+        .into_iter()
+        .map(|w| quote(w.as_ref()).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A command typed at a terminal must hold no control character: the tty's line
+/// discipline acts on `^C`, `^D`, `^U`, a newline ends the line, and so on, quoted or not.
+pub fn refuse_control(cmd: &str) -> Result<(), ShellError> {
+    if cmd.chars().any(|c| c.is_control()) {
+        return Err(ShellError::Unsafe {
+            cmd: cmd.to_string(),
+        });
+    }
+    Ok(())
 }
 
 pub struct ConsoleShell {
@@ -77,6 +136,7 @@ impl ConsoleShell {
     }
 
     pub async fn run(&mut self, cmd: &str, timeout: Duration) -> Result<CmdOutput, ShellError> {
+        refuse_control(cmd)?;
         self.seq += 1;
         let n = self.seq;
         let start = Regex::new(&format!(r"HIL_S_{n}\r?\n")).expect("marker regex");
@@ -84,7 +144,7 @@ impl ConsoleShell {
         self.exp.clear();
         let line = format!(
             "echo HIL''_S_{n}; eval {}; echo HIL''_E_{n}_$?\r",
-            shell_words::quote(cmd)
+            quote(cmd)
         );
         self.console.send(line);
         let deadline = crate::config::limits::deadline_after(timeout);
@@ -139,7 +199,77 @@ impl ConsoleShell {
 
 #[cfg(test)]
 mod tests {
-    use super::prompt_regex;
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+    use super::*;
+
+    /// What a real POSIX shell makes of `word` as one argument.
+    fn through_sh(word: &str) -> Vec<String> {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("for a in {word}; do printf '%s\\0' \"$a\"; done"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_terminator('\0')
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn quoted_hostile_values_reach_the_shell_as_one_unchanged_word() {
+        for v in [
+            "a,b",
+            "x'; reboot; '",
+            "gpiochip0; reboot",
+            "$(reboot)",
+            "`reboot`",
+            "a b\tc",
+            "'",
+            "''",
+            "",
+            "*",
+            "~root",
+            "x=y",
+            "a\\b\"c",
+            "-n",
+            "gpio\nchip",
+        ] {
+            assert_eq!(
+                through_sh(&quote(v)),
+                vec![v.to_string()],
+                "{v:?} as {}",
+                quote(v)
+            );
+        }
+        assert_eq!(quote("x'; reboot; '"), "'x'\\''; reboot; '\\'''");
+        // Plain words stay as they are (command lines in logs stay readable).
+        assert_eq!(quote("/dev/ttyS0"), "/dev/ttyS0");
+        assert_eq!(quote("gpiochip0"), "gpiochip0");
+        assert_eq!(
+            join(["gpioinfo", "chip; reboot"]),
+            "gpioinfo 'chip; reboot'"
+        );
+    }
+
+    #[test]
+    fn a_console_command_with_a_control_character_is_refused() {
+        for cmd in [
+            "gpioinfo 'a\nb'",
+            "echo 'x\r'",
+            "a\u{3}",
+            "a\u{4}",
+            "a\u{7f}",
+        ] {
+            assert!(
+                matches!(refuse_control(cmd), Err(ShellError::Unsafe { .. })),
+                "{cmd:?}"
+            );
+        }
+        assert!(refuse_control("gpioinfo 'x'\\''; reboot; '\\'''").is_ok());
+    }
 
     #[test]
     fn prompt_ignores_trailing_cursor_query() {

@@ -654,7 +654,7 @@ impl SshSession {
             })?;
         let cancel = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = CancelOnDrop(cancel.clone());
-        let q = shell_words::quote(remote).into_owned();
+        let q = crate::shell::quote(remote).into_owned();
         let cmd = format!("cat > {q} && sha256sum {q}");
         let target = self.target.clone();
         let log = self.log.clone();

@@ -197,9 +197,9 @@ pub fn group_companions<'a>(devs: &'a [PciDev], targets: &[&PciDev]) -> Vec<&'a 
 /// unbind and probe.
 pub fn bind_command(address: &str) -> String {
     let d = format!("/sys/bus/pci/devices/{address}");
-    let q = |s: &str| shell_words::quote(s).into_owned();
+    let q = |s: &str| crate::shell::quote(s).into_owned();
     format!(
-        "set -e; echo vfio-pci > {ov}; if [ -e {drv} ]; then echo {a} > {drv}/unbind; fi; echo {a} > /sys/bus/pci/drivers_probe; r=$(readlink {drv}); [ \"${{r##*/}}\" = vfio-pci ] || {{ echo \"{address} is on ${{r##*/}} after probe\"; exit 1; }}",
+        "set -e; echo vfio-pci > {ov}; if [ -e {drv} ]; then echo {a} > {drv}/unbind; fi; echo {a} > /sys/bus/pci/drivers_probe; r=$(readlink {drv}); [ \"${{r##*/}}\" = vfio-pci ] || {{ echo {a}\" is on ${{r##*/}} after probe\"; exit 1; }}",
         ov = q(&format!("{d}/driver_override")),
         drv = q(&format!("{d}/driver")),
         a = q(address),
@@ -210,7 +210,7 @@ pub fn bind_command(address: &str) -> String {
 /// recorded driver (or let the kernel probe one when there was none).
 pub fn restore_command(b: &Binding) -> String {
     let d = format!("/sys/bus/pci/devices/{}", b.address);
-    let q = |s: &str| shell_words::quote(s).into_owned();
+    let q = |s: &str| crate::shell::quote(s).into_owned();
     let rebind = match &b.original_driver {
         Some(orig) => format!(
             "echo {a} > {bind} 2>/dev/null || echo {a} > /sys/bus/pci/drivers_probe",

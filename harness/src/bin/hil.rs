@@ -1,3 +1,6 @@
 fn main() {
-    std::process::exit(hil::cli::main());
+    let code = hil::cli::main();
+    // The run's private runtime directory (QMP sockets...) goes with it.
+    hil::runtime::cleanup();
+    std::process::exit(code);
 }

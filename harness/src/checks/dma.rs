@@ -304,8 +304,9 @@ impl Check for DmaCheck {
                 .ok_or_else(|| StepError::Blocked("no DMA device address".into()))?;
 
             let probe = format!(
-                "modprobe vfio-pci 2>&1; d=/sys/bus/pci/devices/{address}; if [ ! -e $d ]; then echo HIL_NO_DEVICE; \
-                 else dr=$(readlink $d/driver); echo \"HIL_DRIVER ${{dr##*/}}\"; fi; command -v edudma >/dev/null || echo HIL_NO_TOOL"
+                "modprobe vfio-pci 2>&1; d={}; if [ ! -e \"$d\" ]; then echo HIL_NO_DEVICE; \
+                 else dr=$(readlink \"$d/driver\"); echo \"HIL_DRIVER ${{dr##*/}}\"; fi; command -v edudma >/dev/null || echo HIL_NO_TOOL",
+                crate::shell::quote(&format!("/sys/bus/pci/devices/{address}"))
             );
             let out = s.ssh()?.exec(&probe, STEP).await?;
             if out.output.contains("HIL_NO_DEVICE") {
@@ -457,7 +458,7 @@ impl DmaCheck {
             a.push("--fault-probe".into());
         }
         a.push(address.to_string());
-        format!("{} 2>&1", shell_words::join(a))
+        format!("{} 2>&1", crate::shell::join(a))
     }
 
     /// The verdict on edudma's report and, when traced, the SMMU's view of it.

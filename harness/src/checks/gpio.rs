@@ -507,7 +507,9 @@ impl GpioCheck {
             {
                 r.figures
                     .insert("gpiod_chip".into(), gc.name.clone().into());
-                let info = sh.run(&format!("gpioinfo {}", gc.name), t).await?;
+                let info = sh
+                    .run(&format!("gpioinfo {}", crate::shell::quote(&gc.name)), t)
+                    .await?;
                 if let Some(li) = parse_gpioinfo(&info.output)
                     .into_iter()
                     .find(|l| l.offset == self.line)
@@ -568,7 +570,7 @@ impl GpioCheck {
         // Only the chip's rows: the console is slow under nested emulation.
         let irq_cmd = format!(
             "grep -F {} /proc/interrupts",
-            shell_words::quote(&chip.label)
+            crate::shell::quote(&chip.label)
         );
         let o = sh.run(&irq_cmd, t).await?;
         let Some((irq, before)) = count(&o.output) else {

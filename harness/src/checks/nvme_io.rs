@@ -364,7 +364,7 @@ impl NvmeIoCheck {
     }
 
     fn dev(&self) -> String {
-        shell_words::quote(&self.device).into_owned()
+        crate::shell::quote(&self.device).into_owned()
     }
 
     fn block_bytes(&self) -> u64 {

@@ -168,7 +168,7 @@ impl PingCheck {
         args.push(self.target.clone());
         // Validation already allows only safe characters; quoting keeps a future relaxation
         // of it from turning suite text into shell syntax.
-        shell_words::join(args)
+        crate::shell::join(args)
     }
 
     fn judge(&self, stats: Option<PingStats>, status: i32, output: &str) -> CheckOutput {

@@ -225,7 +225,11 @@ impl Check for PreflightCheck {
             }
             for m in &self.modules {
                 let sys = m.replace('-', "_");
-                let cmd = format!("modprobe {m} 2>&1; [ -d /sys/module/{sys} ]");
+                let cmd = format!(
+                    "modprobe {} 2>&1; [ -d {} ]",
+                    crate::shell::quote(m),
+                    crate::shell::quote(&format!("/sys/module/{sys}"))
+                );
                 let o = ssh.exec(&cmd, timeout).await?;
                 if o.status != 0 {
                     reasons.push(format!("module {m} does not load: {}", o.output.trim()));

@@ -442,7 +442,7 @@ impl SertestCheck {
         a.push(port.to_string());
         format!(
             "rm -f {SLAVE_LOG}; {} > {SLAVE_LOG} 2>&1 & echo $! > {SLAVE_PID}; sleep 1; cat {SLAVE_LOG}",
-            shell_words::join(a)
+            crate::shell::join(a)
         )
     }
 
@@ -453,15 +453,16 @@ impl SertestCheck {
         a.push("-t".into());
         a.push(secs.to_string());
         a.push(port.to_string());
-        shell_words::join(a)
+        crate::shell::join(a)
     }
 
     /// Prints the tty name of the board-side port, or why there is none.
     pub fn board_port_command(&self) -> String {
-        let d = format!("/sys/bus/pci/devices/{}", self.board_device);
+        let d = crate::shell::quote(&format!("/sys/bus/pci/devices/{}", self.board_device))
+            .into_owned();
         format!(
-            "d={d}; if [ ! -e $d ]; then echo no-device; elif [ -d $d/tty ]; then ls $d/tty; \
-             else echo \"no-tty driver=$(basename \"$(readlink $d/driver)\" 2>/dev/null)\"; fi"
+            "d={d}; if [ ! -e \"$d\" ]; then echo no-device; elif [ -d \"$d/tty\" ]; then ls \"$d/tty\"; \
+             else echo \"no-tty driver=$(basename \"$(readlink \"$d/driver\")\" 2>/dev/null)\"; fi"
         )
     }
 

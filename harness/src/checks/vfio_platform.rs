@@ -71,7 +71,7 @@ fn valid_binary(b: &str) -> bool {
 
 /// One SSH command probing everything; each finding is a `HIL_*` line.
 pub fn probe_command(qemu: &str, devices: &[String]) -> String {
-    let q = shell_words::quote(qemu);
+    let q = crate::shell::quote(qemu);
     let mut c = String::from(
         "if [ -d /sys/bus/platform/drivers/vfio-platform ]; then echo HIL_VP_DRIVER=1; \
          else m=$(modprobe vfio-platform 2>&1); \
@@ -91,10 +91,11 @@ pub fn probe_command(qemu: &str, devices: &[String]) -> String {
          then echo HIL_QEMU_VP=1; else echo HIL_QEMU_VP=0; fi; else echo HIL_QEMU=0; fi"
     ));
     for d in devices {
-        let p = shell_words::quote(&format!("/sys/bus/platform/devices/{d}")).into_owned();
+        let p = crate::shell::quote(&format!("/sys/bus/platform/devices/{d}")).into_owned();
+        let q = crate::shell::quote(d);
         c.push_str(&format!(
-            "; if [ -e {p} ]; then echo \"HIL_DEV {d} present $(basename \"$(readlink {p}/driver)\" 2>/dev/null)\"; \
-             else echo 'HIL_DEV {d} absent'; fi"
+            "; if [ -e {p} ]; then echo \"HIL_DEV \"{q}\" present $(basename \"$(readlink {p}/driver)\" 2>/dev/null)\"; \
+             else echo 'HIL_DEV '{q}' absent'; fi"
         ));
     }
     c
@@ -272,8 +273,8 @@ impl VfioPlatformCheck {
 
     /// noiommu (when asked for), then per device: driver_override, unbind, bind, verify.
     pub fn bind_command(&self, device: &str) -> String {
-        let d = shell_words::quote(device).into_owned();
-        let p = shell_words::quote(&format!("/sys/bus/platform/devices/{device}")).into_owned();
+        let d = crate::shell::quote(device).into_owned();
+        let p = crate::shell::quote(&format!("/sys/bus/platform/devices/{device}")).into_owned();
         let mut c = String::new();
         if self.noiommu {
             c.push_str("echo 1 > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode && ");
@@ -289,12 +290,12 @@ impl VfioPlatformCheck {
 
     /// Back to the original driver (or none): clear the override, unbind, bind/probe.
     pub fn restore_command(device: &str, original: Option<&str>) -> String {
-        let d = shell_words::quote(device).into_owned();
-        let p = shell_words::quote(&format!("/sys/bus/platform/devices/{device}")).into_owned();
+        let d = crate::shell::quote(device).into_owned();
+        let p = crate::shell::quote(&format!("/sys/bus/platform/devices/{device}")).into_owned();
         let rebind = match original.filter(|o| !o.is_empty()) {
             Some(o) => format!(
                 "echo {d} > {}",
-                shell_words::quote(&format!("/sys/bus/platform/drivers/{o}/bind"))
+                crate::shell::quote(&format!("/sys/bus/platform/drivers/{o}/bind"))
             ),
             None => format!("echo {d} > /sys/bus/platform/drivers_probe"),
         };

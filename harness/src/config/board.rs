@@ -1278,8 +1278,12 @@ impl Board {
             if let Some(bios) = &mut q.bios {
                 ex("qemu.bios", bios)?;
             }
+            let mut previous: Option<String> = None;
             for (i, a) in q.args.iter_mut().enumerate() {
-                ex(&format!("qemu.args[{i}]"), a)?;
+                let template = a.clone();
+                *a = expand::expand_qemu_arg(a, previous.as_deref(), vars)
+                    .map_err(|m| ConfigError::new(path, format!("qemu.args[{i}]"), m))?;
+                previous = Some(template);
             }
         }
         if let Some(s) = &mut b.ssh {

@@ -47,6 +47,34 @@ pub fn unknown_placeholder(s: &str) -> Option<String> {
 
 /// Replaces placeholders; names missing from `vars` are an error naming them.
 pub fn expand(s: &str, vars: &Vars) -> Result<String, String> {
+    expand_with(s, vars, |v| v.to_string())
+}
+
+/// QEMU options after which the argument is a plain value (a file name, a kernel command
+/// line), not a `key=value,...` option string: a placeholder's value goes in as it is.
+const QEMU_PLAIN_VALUE: &[&str] = &[
+    "-kernel", "-initrd", "-dtb", "-bios", "-append", "-L", "-pidfile", "-D",
+];
+
+/// Expands one of `qemu.args`, `previous` being the argument before it. In an option
+/// string (every argument except the value of a [`QEMU_PLAIN_VALUE`] option) placeholder
+/// values are escaped with [`crate::power::qemu::opt_value`], so a path holding a comma
+/// stays one value instead of adding sub-options. The board file's own text is left as
+/// written: its commas are the options it means.
+pub fn expand_qemu_arg(s: &str, previous: Option<&str>, vars: &Vars) -> Result<String, String> {
+    if previous.is_some_and(|p| QEMU_PLAIN_VALUE.contains(&p)) {
+        expand(s, vars)
+    } else {
+        expand_with(s, vars, crate::power::qemu::opt_value)
+    }
+}
+
+/// [`expand`], each value passed through `escape` first.
+pub fn expand_with(
+    s: &str,
+    vars: &Vars,
+    escape: impl Fn(&str) -> String,
+) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let b = s.as_bytes();
     let mut i = 0;
@@ -62,7 +90,7 @@ pub fn expand(s: &str, vars: &Vars) -> Result<String, String> {
                     )
                 })?;
                 out.push_str(&s[last..i]);
-                out.push_str(value);
+                out.push_str(&escape(value));
                 i += end + 2;
                 last = i;
                 continue;
@@ -105,5 +133,32 @@ mod tests {
             .contains("{board_dir}"));
         assert_eq!(unknown_placeholder("{imagse}/x").as_deref(), Some("imagse"));
         assert_eq!(unknown_placeholder("{images}/x"), None);
+    }
+
+    #[test]
+    fn a_comma_in_a_placeholder_value_adds_no_qemu_sub_option() {
+        let mut v = Vars::new();
+        v.insert("board_dir", "/c/a,format=qcow2,b".into());
+        let drive = "if=none,id=nvm,file={board_dir}/nvme.img,format=raw";
+        let e = expand_qemu_arg(drive, Some("-drive"), &v).unwrap();
+        assert_eq!(
+            e,
+            "if=none,id=nvm,file=/c/a,,format=qcow2,,b/nvme.img,format=raw"
+        );
+        // Split as QEMU splits an option string: `,,` is a comma inside a value.
+        assert_eq!(
+            crate::power::qemu::split_opts(&e),
+            vec![
+                "if=none",
+                "id=nvm",
+                "file=/c/a,format=qcow2,b/nvme.img",
+                "format=raw"
+            ]
+        );
+        // A plain value (a file name after -kernel) is not an option string.
+        assert_eq!(
+            expand_qemu_arg("{board_dir}/Image", Some("-kernel"), &v).unwrap(),
+            "/c/a,format=qcow2,b/Image"
+        );
     }
 }

@@ -1064,7 +1064,8 @@ pub async fn prepare_session(
     std::fs::create_dir_all(run_dir)
         .map_err(|e| StepError::Infra(format!("{}: {e}", run_dir.display())))?;
     let mut vars = expand::Vars::new();
-    vars.insert("cache", crate::lab::cache_root().display().to_string());
+    let cache = crate::lab::cache_root().map_err(|e| StepError::Infra(e.to_string()))?;
+    vars.insert("cache", cache.display().to_string());
     vars.insert("run_dir", run_dir.display().to_string());
     if let Some(b) = image_set {
         vars.insert("build", b.dir.display().to_string());

@@ -88,7 +88,7 @@ pub fn prepare_board_with(
         bail!("{} does not exist", src_initrd.display());
     }
     let tools = host::ensure_tools(&|m| eprintln!("lab: {m}"))?;
-    let dir = cache_root().join("boards").join(board);
+    let dir = cache_root()?.join("boards").join(board);
     let b = BoardDir {
         tftp: dir.join("tftp"),
         host_key_pub: dir.join("ssh_host_key.pub"),

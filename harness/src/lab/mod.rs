@@ -85,16 +85,21 @@ pub fn uboot_boot_commands(eth: Option<&str>, bootargs: &str) -> Vec<String> {
     c
 }
 
-/// Root of all cached lab state: $HIL_CACHE if set, else $HOME/.cache/hil.
-pub fn cache_root() -> PathBuf {
-    cache_root_from(std::env::var_os("HIL_CACHE"), std::env::var_os("HOME"))
+/// Root of all cached lab state: $HIL_CACHE if set, else $HOME/.cache/hil. With neither,
+/// an error: a cache in a shared directory such as /tmp could be planted by anyone.
+pub fn cache_root() -> Result<PathBuf> {
+    cache_root_from(std::env::var_os("HIL_CACHE"), std::env::var_os("HOME")).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no cache directory: HIL_CACHE and HOME are both unset; set one (hil does not fall back to /tmp)"
+        )
+    })
 }
 
-fn cache_root_from(hil_cache: Option<OsString>, home: Option<OsString>) -> PathBuf {
+fn cache_root_from(hil_cache: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
     match (hil_cache, home) {
-        (Some(p), _) if !p.is_empty() => PathBuf::from(p),
-        (_, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".cache/hil"),
-        _ => std::env::temp_dir().join("hil-cache"),
+        (Some(p), _) if !p.is_empty() => Some(PathBuf::from(p)),
+        (_, Some(h)) if !h.is_empty() => Some(PathBuf::from(h).join(".cache/hil")),
+        _ => None,
     }
 }
 
@@ -183,7 +188,7 @@ pub async fn build(opts: &BuildOptions) -> Result<SimImages> {
 
 /// Blocking version of [`build`], for callers outside a runtime.
 pub fn build_blocking(opts: &BuildOptions) -> Result<SimImages> {
-    let root = cache_root();
+    let root = cache_root()?;
     let force = std::env::var("HIL_REBUILD").is_ok_and(|v| v == "1");
     let progress = Progress::new(opts.progress);
     let note = |m: &str| progress.note(m);
@@ -556,15 +561,13 @@ mod tests {
     #[test]
     fn cache_root_prefers_hil_cache() {
         let os = |s: &str| Some(OsString::from(s));
-        assert_eq!(cache_root_from(os("/x/y"), os("/h")), PathBuf::from("/x/y"));
-        assert_eq!(
-            cache_root_from(os(""), os("/h")),
-            PathBuf::from("/h/.cache/hil")
-        );
-        assert_eq!(
-            cache_root_from(None, os("/h")),
-            PathBuf::from("/h/.cache/hil")
-        );
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(cache_root_from(os("/x/y"), os("/h")), p("/x/y"));
+        assert_eq!(cache_root_from(os(""), os("/h")), p("/h/.cache/hil"));
+        assert_eq!(cache_root_from(None, os("/h")), p("/h/.cache/hil"));
+        // Neither: no cache, rather than one under /tmp.
+        assert_eq!(cache_root_from(None, None), None);
+        assert_eq!(cache_root_from(os(""), os("")), None);
     }
 
     #[test]

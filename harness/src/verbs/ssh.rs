@@ -27,7 +27,7 @@ pub async fn cli(
         crate::lab_ctl::sim_board(path, board).await?.0
     } else {
         let mut vars = expand::Vars::new();
-        vars.insert("cache", crate::lab::cache_root().display().to_string());
+        vars.insert("cache", crate::lab::cache_root()?.display().to_string());
         vars.insert("run_dir", dir.display().to_string());
         board.expanded(path, &vars)?
     };
@@ -53,7 +53,7 @@ pub async fn cli(
     }
     let _lease = super::take_lease(&board, "ssh").await?;
     let connect = Duration::from_secs(board.ssh.as_ref().map_or(30, |s| s.connect_timeout_s));
-    let cmd = shell_words::join(command);
+    let cmd = crate::shell::join(command);
     let log = dir.join("ssh.log");
     let status = run(
         &target,

@@ -21,6 +21,7 @@ mod rcar;
 mod remote;
 mod remote_lab;
 mod run_fake_board;
+mod runtime;
 mod serve;
 mod sim;
 mod verbs;

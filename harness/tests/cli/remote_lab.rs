@@ -184,7 +184,10 @@ impl RemoteLab {
     pub fn start_on(name: &str, port: u16, with_pdu: bool) -> RemoteLab {
         let o = run(hil().args(["lab", "build", EXPORTED]));
         assert!(o.status.success(), "hil lab build: {}", stderr(&o));
-        let board_dir = hil::lab::cache_root().join("boards").join(EXPORTED);
+        let board_dir = hil::lab::cache_root()
+            .unwrap()
+            .join("boards")
+            .join(EXPORTED);
         let dir = std::env::temp_dir().join(format!("hil-remote-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
