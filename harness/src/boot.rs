@@ -28,7 +28,7 @@ pub enum State {
 }
 
 /// U-Boot failures (DOMAIN.md) seen after a command: the lab (TFTP server, images) failed.
-fn uboot_errors() -> Vec<DeathPattern> {
+pub fn uboot_errors() -> Vec<DeathPattern> {
     vec![
         DeathPattern::new("TFTP failed", r"TFTP error: '[^']*' \(\d+\)"),
         DeathPattern::new("TFTP failed", r"Retry count exceeded"),

@@ -11,7 +11,7 @@ use crate::expect::{ExpectError, Expecter};
 use regex::bytes::Regex;
 use std::time::Duration;
 
-fn prompt_regex(prompt: &str) -> Result<Regex, regex::Error> {
+pub fn prompt_regex(prompt: &str) -> Result<Regex, regex::Error> {
     match prompt.strip_suffix('$') {
         Some(head) if !head.ends_with('\\') => {
             Regex::new(&format!(r"(?:{head})(?:\x1b\[[0-9;?]*[A-Za-z])*$"))

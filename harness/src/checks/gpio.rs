@@ -298,7 +298,10 @@ pub fn irq_count(proc_interrupts: &str, label: &str, line: u32) -> Option<(Strin
             .windows(3)
             .any(|w| w[0] == label && w[1] == line_s && w[2].starts_with("Edge"));
         if hit {
-            return Some((irq.to_string(), counts.iter().sum()));
+            // Saturating: counts are board output, and a sum that overflows must not
+            // panic nor wrap round to a small number of edges.
+            let total = counts.iter().fold(0u64, |a, c| a.saturating_add(*c));
+            return Some((irq.to_string(), total));
         }
     }
     None
@@ -599,7 +602,8 @@ impl GpioCheck {
                 after = c;
             }
             let waited = started.elapsed();
-            if after >= before + self.expect_edges {
+            // `before + expect_edges` could overflow on a count near u64::MAX.
+            if after.saturating_sub(before) >= self.expect_edges {
                 r.figures.insert("irq_count_after".into(), after.into());
                 r.figures
                     .insert("edge_latency_s".into(), waited.as_secs_f64().into());
@@ -818,6 +822,17 @@ Err:          0
                 3
             ),
             Some(("41".into(), 7))
+        );
+    }
+
+    #[test]
+    fn an_irq_count_sum_that_overflows_saturates() {
+        // An input of the gpio fuzz target: the per-CPU counts summed with `+` panicked (with
+        // overflow checks) or wrapped round to a small count.
+        let out = " 42:  18446744073709551615  1  9030000.pl061   3 Edge      gpiolib\n";
+        assert_eq!(
+            irq_count(out, "9030000.pl061", 3),
+            Some(("42".into(), u64::MAX))
         );
     }
 

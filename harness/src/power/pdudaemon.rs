@@ -196,7 +196,7 @@ fn answer_complete(buf: &[u8]) -> bool {
 }
 
 /// `HTTP/1.x CODE ...` and the body after the headers.
-fn parse_answer(buf: &[u8]) -> Option<(u16, String)> {
+pub fn parse_answer(buf: &[u8]) -> Option<(u16, String)> {
     let end = header_end(buf).unwrap_or(buf.len());
     let head = String::from_utf8_lossy(&buf[..end]);
     let status_line = head.lines().next()?;
