@@ -217,7 +217,7 @@ fn validate_flash_writer(v: &mut Validation, c: &FlashWriterFlash) {
         let key = |k: &str| format!("flash.images[{i}].{k}");
         if im.flash_addr & 3 != 0 {
             v.err(
-                &key("flash_addr"),
+                key("flash_addr"),
                 format!(
                     "is {:#x}; the Flash Writer wants a multiple of 4",
                     im.flash_addr
@@ -226,7 +226,7 @@ fn validate_flash_writer(v: &mut Validation, c: &FlashWriterFlash) {
         }
         if im.flash_addr > FLASH_WRITER_FLASH_END {
             v.err(
-                &key("flash_addr"),
+                key("flash_addr"),
                 format!(
                     "is {:#x}; the serial flash ends at {FLASH_WRITER_FLASH_END:#x}",
                     im.flash_addr
@@ -235,15 +235,15 @@ fn validate_flash_writer(v: &mut Validation, c: &FlashWriterFlash) {
         }
         match (im.format, im.program_addr) {
             (ImageFormat::Srec, None) => v.err(
-                &key("program_addr"),
+                key("program_addr"),
                 "is missing; an S-record image needs the address it runs at (XLS2's Program Top Address)",
             ),
             (ImageFormat::Srec, Some(a)) if a & 3 != 0 => v.err(
-                &key("program_addr"),
+                key("program_addr"),
                 format!("is {a:#x}; the Flash Writer wants a multiple of 4"),
             ),
             (ImageFormat::Binary, Some(_)) => v.err(
-                &key("program_addr"),
+                key("program_addr"),
                 "is only for format = \"srec\" (XLS3 asks for the size instead)",
             ),
             _ => {}
@@ -389,13 +389,13 @@ mod tests {
     }
 
     #[test]
-    fn flash_writer_is_refused_naming_the_backend_key() {
-        let e =
-            errors("[flash]\nbackend = \"flash-writer\"\nwriter = \"w.mot\"\ntimeout_s = 1800\n");
+    fn flash_writer_without_images_names_the_images_key() {
+        let e = errors(
+            "[flash]\nbackend = \"flash-writer\"\nwriter = \"w.mot\"\nport = \"/dev/ttyUSB0\"\ntimeout_s = 1800\n",
+        );
         assert_eq!(e.len(), 1, "{e:?}");
-        assert_eq!(e[0].0, "flash.backend");
-        assert!(e[0].1.contains("does not support yet"), "{e:?}");
-        assert!(e[0].1.contains("expected \"tftp\""), "{e:?}");
+        assert_eq!(e[0].0, "flash.images");
+        assert!(e[0].1.contains("is empty"), "{e:?}");
     }
 
     #[test]

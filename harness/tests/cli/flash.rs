@@ -2,7 +2,6 @@
 //! device attached, and the flash-writer backend against the simulated R-Car boot ROM and
 //! Flash Writer (fixtures/rcar-bootrom-sim) on a pty, before the board boots as usual.
 
-use crate::common::*;
 use crate::fake_board::{suite, Fake, BOARD, LIMIT};
 use crate::sim::{case, wait_exit};
 use std::path::{Path, PathBuf};
