@@ -1824,9 +1824,21 @@ shell_timeout_s = 10
         assert!(e.contains("key `qemu.smp`: is 0"), "{e}");
         assert!(e.contains("key `qemu.start_timeout_s`: is 0"), "{e}");
         let keys = error_keys(|t| {
-            t + "[flash]\nbackend = \"flash-writer\"\nwriter = \"w.mot\"\ntimeout_s = 60\n"
+            t + "[flash]\nbackend = \"flash-writer\"\nwriter = \"w.mot\"\nport = \"/dev/ttyUSB0\"\ntimeout_s = 60\n"
         });
-        assert_eq!(keys, ["flash.backend"]);
+        assert_eq!(keys, ["flash.images"]);
+        let keys = error_keys(|t| {
+            t + "[flash]\nbackend = \"flash-writer\"\nwriter = \"w.mot\"\nport = \"/dev/ttyUSB0\"\ntimeout_s = 60\n[[flash.images]]\nname = \"bl2\"\nfile = \"bl2.srec\"\nformat = \"srec\"\nflash_addr = 0x40002\n[[flash.images]]\nname = \"u-boot\"\nfile = \"u-boot.bin\"\nformat = \"binary\"\nprogram_addr = 0x50000000\nflash_addr = 0x4000000\n"
+        });
+        assert_eq!(
+            keys,
+            [
+                "flash.images[0].flash_addr",
+                "flash.images[0].program_addr",
+                "flash.images[1].flash_addr",
+                "flash.images[1].program_addr"
+            ]
+        );
         let keys = error_keys(|t| {
             t + "[flash]\nbackend = \"tftp\"\ntftp_dir = \"{nope}/t\"\ntimeout_s = 60\n"
         });

@@ -16,8 +16,8 @@ pub enum FlashCfg {
     Rkdeveloptool(RkFlash),
     /// Write a host image onto an SD-mux's card.
     ImageWrite(ImageWriteFlash),
-    /// Renesas Flash Writer over SCIF download mode. Parsed so that a board file naming it
-    /// gets a clear error, but refused by validation: hil cannot drive its upload yet.
+    /// Renesas Flash Writer over SCIF download mode: the writer's S-record is sent to the
+    /// boot ROM, then each image with `XLS2` (S-records) or `XLS3` (binary).
     FlashWriter(FlashWriterFlash),
 }
 
@@ -55,9 +55,46 @@ pub struct ImageWriteFlash {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlashWriterFlash {
-    /// The Flash Writer S-record sent in SCIF download mode.
+    /// The Flash Writer S-record sent in SCIF download mode
+    /// (`AArch64_Flash_writer_SCIF_DUMMY_CERT_E6300400_<board>.mot`).
     pub writer: String,
+    /// The board's SCIF console as a local serial device path (the same port as
+    /// `[console] device` on a real board; the simulator's pty in the sim).
+    pub port: String,
+    /// The SCIF's baud rate in download mode; the uploads are paced for it.
+    #[serde(default = "default_scif_baud")]
+    pub baud: u32,
+    /// What to write, in order.
+    #[serde(default)]
+    pub images: Vec<FlashWriterImage>,
     pub timeout_s: u64,
+}
+
+fn default_scif_baud() -> u32 {
+    115_200
+}
+
+/// One image written with the Flash Writer into the board's HyperFlash.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlashWriterImage {
+    /// The name in the report (`image_sha256.<name>`).
+    pub name: String,
+    pub file: String,
+    /// `"srec"` (written with `XLS2`) or `"binary"` (`XLS3`).
+    pub format: ImageFormat,
+    /// `Program Top Address` for an S-record image: the address its lowest record is meant
+    /// to run at (`XLS2` stores the records relative to it).
+    pub program_addr: Option<u32>,
+    /// `Qspi/HyperFlash Save Address`: the offset in the flash.
+    pub flash_addr: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageFormat {
+    Srec,
+    Binary,
 }
 
 /// The `backend` values, for names in messages and listings.
@@ -121,7 +158,19 @@ impl FlashCfg {
                 ("flash.image".into(), &mut c.image),
                 ("flash.target".into(), &mut c.target),
             ],
-            FlashCfg::FlashWriter(c) => vec![("flash.writer".into(), &mut c.writer)],
+            FlashCfg::FlashWriter(c) => {
+                let mut v = vec![
+                    ("flash.writer".to_string(), &mut c.writer),
+                    ("flash.port".to_string(), &mut c.port),
+                ];
+                v.extend(
+                    c.images
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(i, im)| (format!("flash.images[{i}].file"), &mut im.file)),
+                );
+                v
+            }
         }
     }
 
@@ -135,7 +184,6 @@ impl FlashCfg {
     }
 
     pub fn validate(&self, v: &mut Validation) {
-        self.validate_supported(v);
         v.secs("flash.timeout_s", self.timeout_s(), SecsRange::STEP);
         for (key, value) in self.paths() {
             v.not_empty(&key, &value, "a path on the lab host");
@@ -143,19 +191,69 @@ impl FlashCfg {
         if let FlashCfg::Rkdeveloptool(c) = self {
             validate_sector(v, c.sector);
         }
-    }
-
-    /// A backend hil cannot drive would make every run on the board pass without testing
-    /// anything, so it is refused here, before the board is leased or powered.
-    fn validate_supported(&self, v: &mut Validation) {
-        if let FlashCfg::FlashWriter(_) = self {
-            v.err(
-                "flash.backend",
-                "is \"flash-writer\", which hil does not support yet (the Flash Writer serial upload is not written): expected \"tftp\", \"rkdeveloptool\" or \"image-write\"; to test a board whose boot loaders need Flash Writer, write them by hand and drop the [flash] table (or use backend = \"tftp\" to serve the kernel to U-Boot)",
-            );
+        if let FlashCfg::FlashWriter(c) = self {
+            validate_flash_writer(v, c);
         }
     }
 }
+
+/// What the writer would refuse at its prompts is refused here, before the board is
+/// touched: addresses it rejects (`Memory Boundary Error`, `Address Input Error`), an
+/// S-record image without its program address.
+fn validate_flash_writer(v: &mut Validation, c: &FlashWriterFlash) {
+    if c.baud == 0 {
+        v.err(
+            "flash.baud",
+            "is 0; expected the SCIF's baud rate, e.g. 115200",
+        );
+    }
+    if c.images.is_empty() {
+        v.err(
+            "flash.images",
+            "is empty; expected at least one image to write ([[flash.images]] with name, file, format, flash_addr)",
+        );
+    }
+    for (i, im) in c.images.iter().enumerate() {
+        let key = |k: &str| format!("flash.images[{i}].{k}");
+        if im.flash_addr & 3 != 0 {
+            v.err(
+                key("flash_addr"),
+                format!(
+                    "is {:#x}; the Flash Writer wants a multiple of 4",
+                    im.flash_addr
+                ),
+            );
+        }
+        if im.flash_addr > FLASH_WRITER_FLASH_END {
+            v.err(
+                key("flash_addr"),
+                format!(
+                    "is {:#x}; the serial flash ends at {FLASH_WRITER_FLASH_END:#x}",
+                    im.flash_addr
+                ),
+            );
+        }
+        match (im.format, im.program_addr) {
+            (ImageFormat::Srec, None) => v.err(
+                key("program_addr"),
+                "is missing; an S-record image needs the address it runs at (XLS2's Program Top Address)",
+            ),
+            (ImageFormat::Srec, Some(a)) if a & 3 != 0 => v.err(
+                key("program_addr"),
+                format!("is {a:#x}; the Flash Writer wants a multiple of 4"),
+            ),
+            (ImageFormat::Binary, Some(_)) => v.err(
+                key("program_addr"),
+                "is only for format = \"srec\" (XLS3 asks for the size instead)",
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// The last address the Flash Writer's XLS2/XLS3 accept (64 MiB of QSPI board flash or
+/// HyperFlash).
+pub const FLASH_WRITER_FLASH_END: u32 = 0x03FF_FFFF;
 
 /// rkdeveloptool parses the sector into 32 bits (strtoul, then a cast): a larger value
 /// would wrap and write somewhere else.
@@ -291,13 +389,13 @@ mod tests {
     }
 
     #[test]
-    fn flash_writer_is_refused_naming_the_backend_key() {
-        let e =
-            errors("[flash]\nbackend = \"flash-writer\"\nwriter = \"w.mot\"\ntimeout_s = 1800\n");
+    fn flash_writer_without_images_names_the_images_key() {
+        let e = errors(
+            "[flash]\nbackend = \"flash-writer\"\nwriter = \"w.mot\"\nport = \"/dev/ttyUSB0\"\ntimeout_s = 1800\n",
+        );
         assert_eq!(e.len(), 1, "{e:?}");
-        assert_eq!(e[0].0, "flash.backend");
-        assert!(e[0].1.contains("does not support yet"), "{e:?}");
-        assert!(e[0].1.contains("expected \"tftp\""), "{e:?}");
+        assert_eq!(e[0].0, "flash.images");
+        assert!(e[0].1.contains("is empty"), "{e:?}");
     }
 
     #[test]

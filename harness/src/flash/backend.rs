@@ -68,12 +68,6 @@ impl Default for Tools {
 /// How an operator gets an RK3588 board into the mode `db` needs.
 const MASKROM_HINT: &str = "put the board in Maskrom (hold the Maskrom key while powering on)";
 
-/// Flash Writer needs the board's console in SCIF download mode and a paced S-record
-/// upload; `flash::flash_writer` understands the dialogue but the upload over the serial
-/// port is not written yet. Board validation refuses this backend; should a config built in
-/// code reach here, "blocked" (not "passed", not "lab broken") is the honest outcome.
-const FLASH_WRITER_BLOCKED: &str = "flash-writer backend: serial upload not implemented in this build; flash with the Flash Writer manually";
-
 /// Copy and read-back buffer: large enough that an SD card sees long sequential writes.
 const BUF_SIZE: usize = 1 << 20;
 
@@ -100,9 +94,7 @@ pub async fn flash(
         FlashCfg::Tftp(c) => tftp(c, &log, limit).await,
         FlashCfg::Rkdeveloptool(c) => rk_flash(c, tools, &log, limit).await,
         FlashCfg::ImageWrite(c) => image_write(c, &log, limit).await,
-        // Board validation refuses this backend; a config built in code still gets a
-        // clear outcome rather than a silent pass.
-        FlashCfg::FlashWriter(_) => Err(StepError::Blocked(FLASH_WRITER_BLOCKED.into())),
+        FlashCfg::FlashWriter(c) => super::scif::flash_writer(c, &log, limit).await,
     };
     match result {
         Ok(images) => {
@@ -132,17 +124,17 @@ fn deadline_after(timeout_s: u64) -> Instant {
     crate::config::limits::deadline_after(std::time::Duration::from_secs(timeout_s))
 }
 
-type Image = (String, String, String);
+pub(super) type Image = (String, String, String);
 
 /// The flash's time budget, shared by all its steps.
 #[derive(Debug, Clone, Copy)]
-struct Limit {
-    deadline: Instant,
-    timeout_s: u64,
+pub(super) struct Limit {
+    pub(super) deadline: Instant,
+    pub(super) timeout_s: u64,
 }
 
 impl Limit {
-    fn exceeded(&self, what: &str) -> StepError {
+    pub(super) fn exceeded(&self, what: &str) -> StepError {
         StepError::Infra(format!(
             "{what} did not finish within flash.timeout_s = {} s (the limit covers the whole flash)",
             self.timeout_s
@@ -150,7 +142,7 @@ impl Limit {
     }
 }
 
-fn configuration(msg: String) -> StepError {
+pub(super) fn configuration(msg: String) -> StepError {
     StepError::Blocked(format!("configuration: {msg}"))
 }
 
@@ -159,7 +151,7 @@ fn configuration(msg: String) -> StepError {
 /// `run_dir/flash.log` and an in-memory copy for [`FlashReport::log`]. Cloned into
 /// blocking copy threads, hence the `Arc<Mutex>`; the lock is never held across an await.
 #[derive(Clone)]
-struct FlashLog(Arc<Mutex<LogInner>>);
+pub(super) struct FlashLog(Arc<Mutex<LogInner>>);
 
 struct LogInner {
     path: PathBuf,
@@ -198,12 +190,12 @@ impl FlashLog {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn path(&self) -> PathBuf {
+    pub(super) fn path(&self) -> PathBuf {
         self.lock().path.clone()
     }
 
     /// Bytes exactly as a tool printed them (escapes and CRs included).
-    fn raw(&self, bytes: &[u8]) {
+    pub(super) fn raw(&self, bytes: &[u8]) {
         let mut inner = self.lock();
         if inner.error.is_none() {
             if let Err(e) = inner.file.write_all(bytes) {
@@ -214,7 +206,7 @@ impl FlashLog {
     }
 
     /// One line of hil's own, stamped with the time since the flash started.
-    fn line(&self, msg: &str) {
+    pub(super) fn line(&self, msg: &str) {
         let elapsed = self.lock().started.elapsed().as_secs_f64();
         self.raw(format!("[+{elapsed:8.3}s] {msg}\n").as_bytes());
     }
@@ -291,7 +283,7 @@ fn percent_of(done: u64, total: u64) -> u32 {
 /// Runs file I/O on a blocking thread within the flash's time budget. A thread stuck in
 /// the kernel (a USB card reader gone bad) cannot be killed, so on timeout hil stops
 /// waiting, sets `cancel` so the thread quits at its next buffer, and reports the timeout.
-async fn blocking<T, F>(limit: Limit, what: &str, f: F) -> Result<T, StepError>
+pub(super) async fn blocking<T, F>(limit: Limit, what: &str, f: F) -> Result<T, StepError>
 where
     T: Send + 'static,
     F: FnOnce(&AtomicBool) -> Result<T, StepError> + Send + 'static,
@@ -309,7 +301,7 @@ where
     }
 }
 
-fn cancelled() -> StepError {
+pub(super) fn cancelled() -> StepError {
     // Only seen by `blocking`, which has already returned the timeout error by then.
     StepError::Infra("cancelled: flash.timeout_s passed".into())
 }
@@ -1315,22 +1307,5 @@ mod tests {
             }
         }
         assert_eq!(tftp_name("a/./b"), Some(PathBuf::from("a/./b")));
-    }
-
-    // ---- flash-writer ---------------------------------------------------------------------
-
-    #[tokio::test]
-    async fn flash_writer_is_blocked_until_the_upload_exists() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = FlashCfg::FlashWriter(crate::config::flash::FlashWriterFlash {
-            writer: "writer.mot".into(),
-            timeout_s: 30,
-        });
-        match flash(&c, dir.path(), &Tools::default()).await {
-            Err(StepError::Blocked(m)) => assert_eq!(m, FLASH_WRITER_BLOCKED),
-            other => panic!("{other:?}"),
-        }
-        let log = std::fs::read_to_string(dir.path().join("flash.log")).unwrap();
-        assert!(log.contains("flash: failed: flash-writer backend"), "{log}");
     }
 }

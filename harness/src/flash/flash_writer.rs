@@ -274,6 +274,11 @@ pub enum FwErrorKind {
     /// `EM_W Partition select FAIL`
     #[error("the eMMC partition could not be selected")]
     PartitionSelect,
+    /// `S-record checksum error: ...` (also `format`, `sequence`): a writer that verifies
+    /// uploads refused a record. The released writer stores records unchecked; the lab's
+    /// simulated board (fixtures/rcar-bootrom-sim) and verifying builds print this.
+    #[error("the writer refused an S-record of the upload")]
+    SrecordRejected,
 }
 
 impl FwErrorKind {
@@ -283,8 +288,12 @@ impl FwErrorKind {
             DeviceId { .. } | EmmcInit | Overrun | EmmcWrite | PartitionSelect => {
                 FlashClass::Infrastructure
             }
+            // A refused record is the file's fault unless the file is intact; the backend,
+            // which has the file, tells the two apart.
             Syntax | Param | MemoryBoundary | AddressRange | ProgramOverSize | CommandNotFound
-            | LoadAddress | SrecordLoad | PartitionSizeOver => FlashClass::Configuration,
+            | LoadAddress | SrecordLoad | PartitionSizeOver | SrecordRejected => {
+                FlashClass::Configuration
+            }
         }
     }
 }
@@ -333,6 +342,10 @@ static ERRORS: LazyLock<Vec<(Regex, FwErrorKind)>> = LazyLock::new(|| {
         e(
             r"EM_(?:WB?|E) Partition select FAIL",
             FwErrorKind::PartitionSelect,
+        ),
+        e(
+            r"^S-record (?:checksum|format|sequence) error",
+            FwErrorKind::SrecordRejected,
         ),
     ]
 });
@@ -764,6 +777,87 @@ impl Dialogue {
         }
         Err(DialogueError::Exhausted { got: prompt })
     }
+}
+
+// ---- S-record files and the save report ------------------------------------------------------
+
+/// The lowest and highest data address of an S-record file, after checking every record's
+/// byte count and checksum (the writer's own loader does not). `Err` names the first bad
+/// record (1-based) and why.
+pub fn srecord_span(text: &str) -> Result<(u32, u32), String> {
+    let mut span: Option<(u32, u32)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let n = i + 1;
+        let b = line.as_bytes();
+        if b.len() < 4 || b[0] != b'S' || !b[1].is_ascii_digit() || line.len() % 2 != 0 {
+            return Err(format!("line {n} is not an S-record"));
+        }
+        let bytes = (2..line.len())
+            .step_by(2)
+            .map(|j| u8::from_str_radix(&line[j..j + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| format!("line {n} has a character that is not hex"))?;
+        let (count, rest) = bytes.split_first().ok_or(format!("line {n} is empty"))?;
+        if usize::from(*count) != rest.len() {
+            return Err(format!(
+                "line {n}: byte count {count} but {} bytes follow",
+                rest.len()
+            ));
+        }
+        let sum = bytes[..bytes.len() - 1]
+            .iter()
+            .fold(0u8, |a, &x| a.wrapping_add(x));
+        if !sum != bytes[bytes.len() - 1] {
+            return Err(format!(
+                "line {n}: checksum {:02X}, the record sums to {:02X}",
+                bytes[bytes.len() - 1],
+                !sum
+            ));
+        }
+        let addr_len = match b[1] {
+            b'1' => 2,
+            b'2' => 3,
+            b'3' => 4,
+            _ => continue,
+        };
+        if rest.len() < addr_len + 2 {
+            continue;
+        }
+        let addr = rest[..addr_len]
+            .iter()
+            .fold(0u32, |a, &x| (a << 8) | u32::from(x));
+        let last = addr.wrapping_add((rest.len() - addr_len - 2) as u32);
+        span = Some(match span {
+            None => (addr, last),
+            Some((lo, hi)) => (lo.min(addr), hi.max(last)),
+        });
+    }
+    span.ok_or_else(|| "no data records (S1/S2/S3)".to_string())
+}
+
+static SAVE_START: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"SpiFlashMemory Stat Address : H'([0-9A-Fa-f]+)").expect("static regex")
+});
+static SAVE_END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"SpiFlashMemory End Address\s*: H'([0-9A-Fa-f]+)").expect("static regex")
+});
+
+/// The flash range the writer reports in its `Qspi/HyperFlash Save Information` block
+/// (the writer spells "Stat"), once both lines are complete.
+pub fn save_information(output: &str) -> Option<(u32, u32)> {
+    let lines = screen_lines(output);
+    let complete = &lines[..lines.len().saturating_sub(1)];
+    let find = |re: &Regex| {
+        complete.iter().find_map(|l| {
+            let c = re.captures(l)?;
+            u32::from_str_radix(c.get(1)?.as_str(), 16).ok()
+        })
+    };
+    Some((find(&SAVE_START)?, find(&SAVE_END)?))
 }
 
 // ---- pacing --------------------------------------------------------------------------------

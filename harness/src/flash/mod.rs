@@ -18,6 +18,7 @@
 pub mod backend;
 pub mod flash_writer;
 pub mod rkdeveloptool;
+mod scif;
 
 /// What a flash tool's message says about the run, independent of the tool.
 ///

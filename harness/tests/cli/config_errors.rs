@@ -461,19 +461,14 @@ fn a_fifo_named_like_a_board_file_is_refused_at_once() {
 }
 
 #[test]
-fn flash_writer_board_is_refused_before_anything_is_powered() {
+fn flash_writer_board_without_images_is_refused_before_anything_is_powered() {
     let b = Boards::new("cfg-flash-writer", |t| {
-        t + "\n[flash]\nbackend = \"flash-writer\"\nwriter = \"/srv/lab/writer.mot\"\ntimeout_s = 1800\n"
+        t + "\n[flash]\nbackend = \"flash-writer\"\nwriter = \"/srv/lab/writer.mot\"\nport = \"/dev/serial/by-id/scif\"\ntimeout_s = 1800\n"
     });
     let o = b.run_suite(&repo().join("suites/smoke.toml"));
-    assert_clean_config_error(
-        &o,
-        &b.file(),
-        "flash.backend",
-        "is \"flash-writer\", which hil does not support yet",
-    );
+    assert_clean_config_error(&o, &b.file(), "flash.images", "is empty");
     assert!(!b.powered(), "nothing may be powered");
-    assert_clean_config_error(&b.check(), &b.file(), "flash.backend", "expected \"tftp\"");
+    assert_clean_config_error(&b.check(), &b.file(), "flash.images", "[[flash.images]]");
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod deadlines;
 mod docs;
 mod fake_board;
 mod faults;
+mod flash;
 mod history;
 mod lease;
 mod nightly;

@@ -100,3 +100,70 @@ fn rcar_flow_passes_gpio_and_sertest_blocks_vfio_platform_and_fails_on_missing_e
 
     assert_eq!(code, 1, "{results:#}");
 }
+
+/// NOT run with the other CLI tests' filters here: boots QEMU. sim-rcar-flashed: the
+/// flash-writer backend writes the lab's U-Boot and an mkenvimage environment through the
+/// simulated boot ROM and Flash Writer into {board_dir}/hyperflash.img, QEMU boots U-Boot
+/// from it as pflash 0, and U-Boot's imported environment reaches the kernel command line.
+#[test]
+fn sim_rcar_flashed_boots_u_boot_and_its_environment_written_by_the_flash_writer() {
+    let _l = lock();
+    let board_dir = hil::lab::cache_root().join("boards/sim-rcar-flashed");
+    std::fs::create_dir_all(&board_dir).unwrap();
+    let flash = board_dir.join("hyperflash.img");
+    let _ = std::fs::remove_file(&flash);
+    let sim = rcar_bootrom_sim::Sim::start(rcar_bootrom_sim::Options::new(&flash)).unwrap();
+    let link = board_dir.join("rcar-scif");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&sim.path, &link).unwrap();
+    // A writer image for the boot ROM to load (the simulator runs its own writer).
+    let mut mot = String::from("S00600004844521B\r\n");
+    for i in 0..32u32 {
+        let addr = 0xE630_0400 + 16 * i;
+        let mut body = addr.to_be_bytes().to_vec();
+        body.extend((0..16u8).map(|b| b.wrapping_mul(i as u8)));
+        let count = (body.len() + 1) as u8;
+        let sum = body.iter().fold(count, |a, &x| a.wrapping_add(x));
+        let hex: String = body.iter().map(|b| format!("{b:02X}")).collect();
+        mot.push_str(&format!("S3{count:02X}{hex}{:02X}\r\n", !sum));
+    }
+    mot.push_str("S705E6300400E0\r\n");
+    std::fs::write(
+        board_dir.join("AArch64_Flash_writer_SCIF_DUMMY_CERT_E6300400_sim.mot"),
+        mot,
+    )
+    .unwrap();
+    let env_txt = board_dir.join("u-boot-env.txt");
+    std::fs::write(&env_txt, "hil_flashed=by-flash-writer\n").unwrap();
+    let st = std::process::Command::new("mkenvimage")
+        .args(["-s", "8192", "-o"])
+        .arg(board_dir.join("u-boot-env.bin"))
+        .arg(&env_txt)
+        .status()
+        .expect("mkenvimage (u-boot-tools)");
+    assert!(st.success());
+
+    let out = out_dir("rcar-flashed");
+    let suite = repo().join("suites/rcar-flashed.toml");
+    let (code, r) = crate::sim::run_suite(suite.to_str().unwrap(), "sim-rcar-flashed", &out, &[]);
+    let events = sim.events();
+    sim.stop().unwrap();
+    let _ = std::fs::remove_file(&link);
+    assert_eq!(code, 0, "{r:#}\n{events:?}");
+    assert_eq!(
+        case(&r, "sim-rcar-flashed", "flash")["outcome"],
+        "pass",
+        "{r:#}"
+    );
+    assert_eq!(
+        case(&r, "sim-rcar-flashed", "flashed-env")["outcome"],
+        "pass",
+        "{r:#}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("XLS3: wrote 8192 bytes at H'03FC0000")),
+        "{events:?}"
+    );
+}
