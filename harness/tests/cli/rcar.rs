@@ -108,7 +108,9 @@ fn rcar_flow_passes_gpio_and_sertest_blocks_vfio_platform_and_fails_on_missing_e
 #[test]
 fn sim_rcar_flashed_boots_u_boot_and_its_environment_written_by_the_flash_writer() {
     let _l = lock();
-    let board_dir = hil::lab::cache_root().join("boards/sim-rcar-flashed");
+    let board_dir = hil::lab::cache_root()
+        .unwrap()
+        .join("boards/sim-rcar-flashed");
     std::fs::create_dir_all(&board_dir).unwrap();
     let flash = board_dir.join("hyperflash.img");
     let _ = std::fs::remove_file(&flash);
