@@ -227,7 +227,7 @@ function stamp(t) { return '[+' + t.toFixed(6).padStart(11) + '] '; }
 function add(t, text, cls) {
   let out = '';
   for (const part of text.replace(/\r/g, '').split(/(\n)/)) {
-    if (part === '\n') { out += '\n'; atStart = true; continue; }
+    if (part === '\n') { if (atStart) out += stamp(t).trimEnd(); out += '\n'; atStart = true; continue; }
     if (part === '') continue;
     if (atStart) { out += stamp(t); atStart = false; }
     out += part;
@@ -237,6 +237,8 @@ function add(t, text, cls) {
   span.textContent = out;
   log.appendChild(span);
   while (log.textContent.length > KEEP && log.firstChild) log.removeChild(log.firstChild);
+  // The newest line in view: the log box scrolls, and the page with it.
+  log.scrollTop = log.scrollHeight;
   window.scrollTo(0, document.body.scrollHeight);
 }
 const es = new EventSource(log.dataset.events);
