@@ -229,39 +229,40 @@ impl Browser {
         self.to
             .write_all(&bytes)
             .with_context(|| format!("{method}: chromium's command pipe"))?;
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = until
-                .checked_duration_since(Instant::now())
-                .ok_or_else(|| anyhow!("{method}: no answer from chromium within 60 s"))?;
-            let v = self
-                .from
-                .recv_timeout(left)
-                .map_err(|_| anyhow!("{method}: chromium went away or did not answer"))?;
-            if v["id"].as_u64() == Some(id) {
-                if let Some(e) = v.get("error") {
-                    bail!("{method}: {e}");
-                }
-                return Ok(v["result"].clone());
-            }
-            self.take(v);
+        let v = self
+            .next_where(Duration::from_secs(60), |v| v["id"].as_u64() == Some(id))
+            .with_context(|| format!("{method}: no answer from chromium"))?;
+        if let Some(e) = v.get("error") {
+            bail!("{method}: {e}");
         }
+        Ok(v["result"].clone())
     }
 
     fn wait_event(&mut self, name: &str, within: Duration) -> anyhow::Result<Value> {
         if let Some(i) = self.events.iter().position(|e| e["method"] == name) {
             return Ok(self.events.remove(i));
         }
+        self.next_where(within, |v| v["method"] == name)
+            .with_context(|| format!("{name} not within {within:?}"))
+    }
+
+    /// The next message from chromium that `wanted` picks, within `within`; the others
+    /// are kept ([`Self::take`]) on the way.
+    fn next_where(
+        &mut self,
+        within: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         let until = Instant::now() + within;
         loop {
             let left = until
                 .checked_duration_since(Instant::now())
-                .ok_or_else(|| anyhow!("{name} not within {within:?}"))?;
+                .ok_or_else(|| anyhow!("timed out"))?;
             let v = self
                 .from
                 .recv_timeout(left)
-                .map_err(|_| anyhow!("{name} not within {within:?}"))?;
-            if v["method"] == name {
+                .map_err(|_| anyhow!("chromium went away or did not answer"))?;
+            if wanted(&v) {
                 return Ok(v);
             }
             self.take(v);

@@ -54,18 +54,8 @@ pub fn stderr(o: &Output) -> String {
 pub fn run_chromium(chromium: &Path, profile: &Path, args: &[&str]) -> (String, String) {
     use std::io::Read;
     let mut child = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
+        .args(hil::browser::FLAGS)
+        .args(["--enable-logging=stderr", "--v=0"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .stdin(std::process::Stdio::null())
