@@ -7,19 +7,15 @@ use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// One file per fuzzing process, rewritten for every input: `Board::load` reads a path.
+/// One file per fuzzing process, rewritten for every input: the loader reads a path.
 fn scratch() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("hil-fuzz-board-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir.join("fuzzboard.toml")
-    })
+    P.get_or_init(|| hil_fuzz::scratch_file("board", "fuzzboard.toml"))
 }
 
 fuzz_target!(|data: &[u8]| {
     let path = scratch();
-    std::fs::write(path, data).expect("write scratch file");
+    hil_fuzz::write_input(path, data);
     if let Ok(board) = hil::config::Board::load(path) {
         let mut vars = hil::config::expand::Vars::new();
         for (name, _) in hil::config::expand::KNOWN {

@@ -6,18 +6,15 @@ use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+/// One file per fuzzing process, rewritten for every input: the loader reads a path.
 fn scratch() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("hil-fuzz-suite-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir.join("fuzzsuite.toml")
-    })
+    P.get_or_init(|| hil_fuzz::scratch_file("suite", "fuzzsuite.toml"))
 }
 
 fuzz_target!(|data: &[u8]| {
     let path = scratch();
-    std::fs::write(path, data).expect("write scratch file");
+    hil_fuzz::write_input(path, data);
     if let Ok(mut suite) = hil::config::Suite::load(path) {
         let first: Vec<String> = suite
             .checks
